@@ -1,0 +1,128 @@
+"""The ``flowbank`` command.
+
+Each subcommand builds the settings once in :func:`main` and passes them down. Heavy modules
+(the bridge, Bytewax, Streamlit) are imported only by the subcommand that needs them, so
+``flowbank --help`` and ``flowbank services`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from control.settings import Settings, SettingsError, describe
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _cmd_services(settings: Settings, args: argparse.Namespace) -> int:
+    from flowbank.services import run_services
+
+    return run_services(settings, check_only=args.check)
+
+
+def _cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    for key, value in describe(settings).items():
+        print(f"{key} = {value}")
+    return 0
+
+
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from flowbank.runner import run_platform
+
+    return run_platform(settings, args)
+
+
+def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.server import run_bridge
+
+    return run_bridge(settings, reuse_port=args.reuse_port)
+
+
+def _cmd_chargers(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.chargers_cli import run as run_chargers
+
+    return run_chargers(settings, args)
+
+
+def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.sim.cli import run as run_simulator
+
+    url = args.url or f"ws://{settings.bridge_host}:{settings.bridge_port}/ocpp"
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_simulator(args, url=url, stop=stop)
+
+    return asyncio.run(main())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowbank", description="FlowBankOS: open EV-charging management.")
+    parser.add_argument("--log-level", help="override FLOWBANK_LOG_LEVEL for this command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("services", help="provision and check PostgreSQL/TimescaleDB and Mosquitto, apply migrations")
+    p.add_argument("--check", action="store_true", help="only check what runs where; provision and migrate nothing")
+    p.set_defaults(handler=_cmd_services)
+
+    p = sub.add_parser("settings", help="print the effective settings (secrets redacted)")
+    p.set_defaults(handler=_cmd_settings)
+
+    p = sub.add_parser("run", help="run the whole platform locally until Ctrl-C")
+    p.add_argument("--chargers", type=int, default=10, help="number of simulated chargers (0 for none)")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed factor for the demo chargers")
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("bridge", help="run the OCPP 1.6J/2.0.1 ingest bridge")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="share the port with other bridge processes (SO_REUSEPORT) to scale out")
+    p.set_defaults(handler=_cmd_bridge)
+
+    p = sub.add_parser("chargers", help="manage the charger registry (Basic-auth credentials)")
+    from ingest.chargers_cli import add_arguments as add_charger_arguments
+
+    add_charger_arguments(p)
+    p.set_defaults(handler=_cmd_chargers)
+
+    p = sub.add_parser("simulate", help="run simulated OCPP chargers against a bridge")
+    p.add_argument("--url", help="bridge base URL (default: ws://BRIDGE_HOST:BRIDGE_PORT/ocpp)")
+    from ingest.sim.cli import add_arguments as add_sim_arguments
+
+    add_sim_arguments(p)
+    p.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from flowbank.config import read_settings
+
+    try:
+        settings = read_settings()
+    except SettingsError as exc:
+        print(f"flowbank: bad setting: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=(args.log_level or settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.Formatter.converter = time.gmtime  # log timestamps in UTC
+    handler: Handler = args.handler
+    try:
+        return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
