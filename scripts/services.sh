@@ -171,7 +171,9 @@ persistent_client_expiration 14d
 # offline subscriber. No count limit; a byte bound (4 GiB) protects the machine instead.
 max_queued_messages 0
 max_queued_bytes 4294967296
-max_inflight_messages 1000
+# Unlimited QoS1 messages in flight per client: the pipeline holds its acks until Bytewax has
+# snapshotted (at-least-once), which must not stall delivery at Mosquitto's default of 20.
+max_inflight_messages 0
 set_tcp_nodelay true
 EOF
     local pid=""

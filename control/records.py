@@ -1,0 +1,151 @@
+"""What the dataflow derives from the contract events: sessions, their per-day energy, live
+state and data-quality flags. Standard library only; the warehouse stores these, the
+dashboards and reports read them.
+
+A session is identified by ``session_id`` (stable across replays and restarts: derived from
+charger, connector and transaction id). Every update of a session carries a higher
+``revision``, so storing the newest revision is idempotent under replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Final
+
+from control.contract import ChargingMode, ContractError
+
+
+class QualityFlag(StrEnum):
+    """Reason codes of the data-quality gate (on samples and sessions)."""
+
+    NON_MONOTONIC_REGISTER = "non_monotonic_register"  # the energy register went backwards
+    REGISTER_RESET = "register_reset"  # ... to (near) zero mid-session: a meter reset, bridged
+    IMPLAUSIBLE_POWER = "implausible_power"  # faster than the charger's rating allows
+    CLOCK_SKEW = "clock_skew"  # charger clock far from the server's
+    GAP = "gap"  # no samples for much longer than the meter interval
+    LIFETIME_REGISTER_AS_SESSION = "lifetime_register_as_session"  # session energy == lifetime register
+    REPLAYED_OFFLINE = "replayed_offline"  # delivered late from the charger's offline queue
+    MISSING_BEGIN_REGISTER = "missing_begin_register"  # no/zero Transaction.Begin register
+    DUPLICATE = "duplicate"  # the same reading twice (ignored)
+    OUT_OF_ORDER = "out_of_order"  # arrived after a later reading
+    ABANDONED = "abandoned"  # zombie: no data while the connector is Available; closed by timeout
+    STATUS_FALLBACK = "status_fallback"  # opened/closed from status because transaction events were missing
+    NO_ENERGY_DATA = "no_energy_data"  # no register reading at all
+
+
+# A session with any of these is "corrupted": its raw rows are kept, it is listed with its
+# reason, but it is excluded from aggregates and costs. The other flags are informational.
+EXCLUDING_FLAGS: Final = frozenset({
+    QualityFlag.NON_MONOTONIC_REGISTER,
+    QualityFlag.IMPLAUSIBLE_POWER,
+    QualityFlag.LIFETIME_REGISTER_AS_SESSION,
+    QualityFlag.ABANDONED,
+    QualityFlag.NO_ENERGY_DATA,
+})
+
+FLAG_DESCRIPTIONS: Final[dict[QualityFlag, str]] = {
+    QualityFlag.NON_MONOTONIC_REGISTER: "The energy register went backwards; the energy cannot be trusted.",
+    QualityFlag.REGISTER_RESET: "The meter reset during the session; energy before and after was added up.",
+    QualityFlag.IMPLAUSIBLE_POWER: "Energy grew faster than the charger's rated power allows.",
+    QualityFlag.CLOCK_SKEW: "The charger's clock differed from the server's by more than the tolerance.",
+    QualityFlag.GAP: "Meter readings stopped for a long stretch during the session.",
+    QualityFlag.LIFETIME_REGISTER_AS_SESSION: "The session energy equals the charger's lifetime register.",
+    QualityFlag.REPLAYED_OFFLINE: "The charger was offline and sent this session's data later.",
+    QualityFlag.MISSING_BEGIN_REGISTER: "The start register was missing or zero; the first reading was used.",
+    QualityFlag.DUPLICATE: "Duplicate readings were received and ignored.",
+    QualityFlag.OUT_OF_ORDER: "Readings arrived out of order and were put back in order.",
+    QualityFlag.ABANDONED: "No data while the connector was available; the session was closed as abandoned.",
+    QualityFlag.STATUS_FALLBACK: "The charger sent no transaction events; the session was taken from status.",
+    QualityFlag.NO_ENERGY_DATA: "No energy register reading was received for this session.",
+}
+
+
+class SessionState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    ABANDONED = "abandoned"
+
+
+class LiveStatus(StrEnum):
+    """The status chip shown for a connector."""
+
+    CHARGING = "Charging"
+    PAUSED = "Paused"  # suspended by the EV or the charger
+    WAITING_FOR_VEHICLE = "Waiting for vehicle"  # connected but not drawing
+    ERROR = "Error"
+    IDLE = "Idle"
+    OFFLINE = "Offline"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    session_id: str
+    charger_id: str
+    connector_id: int
+    transaction_id: str
+    started_at: datetime
+    state: SessionState
+    revision: int
+    energy_wh: float
+    ended_at: datetime | None = None
+    id_tag: str | None = None
+    meter_start_wh: float | None = None
+    meter_stop_wh: float | None = None
+    peak_power_w: float | None = None
+    avg_power_w: float | None = None
+    duration_s: float = 0.0
+    charging_s: float = 0.0  # time actually drawing power
+    idle_s: float = 0.0  # plugged in, not drawing
+    stop_reason: str | None = None
+    mode: ChargingMode | None = None
+    flags: tuple[QualityFlag, ...] = ()
+    sample_count: int = 0
+    last_sample_at: datetime | None = None
+    site_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.energy_wh < 0:
+            raise ContractError("energy_wh must be >= 0")
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ContractError("ended_at is before started_at")
+
+    @property
+    def excluded(self) -> bool:
+        """Corrupted: kept, listed with its reason, left out of aggregates and costs."""
+        return any(flag in EXCLUDING_FLAGS for flag in self.flags)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(FLAG_DESCRIPTIONS[flag] for flag in self.flags)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDayEnergy:
+    """A session's energy that falls on one UTC day, split from the meter curve (interpolated
+    at midnight), so day and month totals agree with the session list."""
+
+    session_id: str
+    charger_id: str
+    day: date
+    energy_wh: float
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    charger_id: str
+    connector_id: int
+    status: LiveStatus
+    updated_at: datetime
+    last_seen_at: datetime | None = None
+    connector_status: str | None = None  # the raw ConnectorState value
+    power_w: float | None = None
+    current_a: float | None = None
+    session_id: str | None = None
+    session_started_at: datetime | None = None
+    session_energy_wh: float | None = None
+    soc_pct: float | None = None
+    error_code: str | None = None
+    online: bool = True
