@@ -283,11 +283,13 @@ class MeterSample:
     soc_pct: float | None = None
     temperature_c: float | None = None
     quirks: tuple[str, ...] = ()  # lenient readings the bridge applied, e.g. "unit_missing_assumed_wh"
+    received_at: datetime | None = None  # the bridge's clock when the frame arrived
 
     def __post_init__(self) -> None:
         _check_id("charger_id", self.charger_id)
         _check_connector(self.connector_id)
         _check_ts("ts", self.ts)
+        _check_ts("received_at", self.received_at)
         _check_enum("context", SampleContext, self.context)
         _check_id("transaction_id", self.transaction_id, required=False)
         for name in ("energy_wh", "power_w", "current_a", "current_l1_a", "current_l2_a", "current_l3_a",
@@ -312,11 +314,13 @@ class StatusChanged:
     error_code: str | None = None  # None or "NoError" means no error
     vendor_error_code: str | None = None
     info: str | None = None
+    received_at: datetime | None = None  # the bridge's clock when the frame arrived
 
     def __post_init__(self) -> None:
         _check_id("charger_id", self.charger_id)
         _check_connector(self.connector_id)
         _check_ts("ts", self.ts)
+        _check_ts("received_at", self.received_at)
         _check_enum("status", ConnectorState, self.status)
         _check_text("error_code", self.error_code)
         _check_text("vendor_error_code", self.vendor_error_code)
@@ -338,11 +342,13 @@ class TransactionEvent:
     stop_reason: str | None = None
     offline: bool = False  # the charger queued it while offline and replayed it
     seq_no: int | None = None
+    received_at: datetime | None = None  # the bridge's clock when the frame arrived
 
     def __post_init__(self) -> None:
         _check_id("charger_id", self.charger_id)
         _check_connector(self.connector_id)
         _check_ts("ts", self.ts)
+        _check_ts("received_at", self.received_at)
         _check_enum("kind", TransactionKind, self.kind)
         _check_id("transaction_id", self.transaction_id)
         _check_text("id_tag", self.id_tag)
@@ -725,7 +731,7 @@ def decode(payload: bytes | str) -> Event:
             raise ContractError(f"payload is not UTF-8: {exc}") from None
     try:
         envelope = json.loads(payload)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise ContractError(f"not JSON: {exc}") from None
     if not isinstance(envelope, dict):
         raise ContractError("envelope must be a JSON object")

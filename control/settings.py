@@ -103,7 +103,7 @@ class Settings:
 
 
 _REDACTED: Final = "********"
-_QUERY_PASSWORD: Final = re.compile(r"(?i)(^|&)(password=)[^&]*")
+_QUERY_PASSWORD: Final = re.compile(r"(?i)([?&]password=)[^&#]*")
 _KV_PASSWORD: Final = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)")
 
 
@@ -111,20 +111,19 @@ def redact_dsn(dsn: str) -> str:
     """A DSN with any password replaced, fit for logs.
 
     Covers the URL's user info, a ``password=`` query parameter and the libpq key/value form.
+    Works on the text rather than re-assembling a parsed URL, which would turn ``scheme:///db``
+    into ``scheme:/db`` and fail on a malformed host.
     """
-    if "://" not in dsn:
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
         return _KV_PASSWORD.sub(rf"\g<1>{_REDACTED}", dsn)
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable DSN>"
-    if parts.password is not None:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        parts = parts._replace(netloc=f"{user}:{_REDACTED}@{hostport}")
-    if parts.query:
-        parts = parts._replace(query=_QUERY_PASSWORD.sub(rf"\g<1>\g<2>{_REDACTED}", parts.query))
-    return parts.geturl()
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:{_REDACTED}@{hostport}"
+    tail = _QUERY_PASSWORD.sub(rf"\g<1>{_REDACTED}", tail)
+    return f"{scheme}://{netloc}{tail}"
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -159,8 +158,9 @@ def _parse_float(name: str, raw: str, *, minimum: float) -> float:
 def _split_url(name: str, raw: str) -> SplitResult:
     try:
         return urlsplit(raw)
-    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
-        raise SettingsError(f"{name}: not a valid URL ({exc})") from None
+    except ValueError:  # an unclosed IPv6 bracket, NFKC-unsafe characters, ...
+        # urllib's own message may quote the user info, password included: never repeat it.
+        raise SettingsError(f"{name}: not a valid URL (malformed host part)") from None
 
 
 def _url_port(name: str, parts: SplitResult) -> int | None:

@@ -23,6 +23,8 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
             toml = tomllib.loads(Path(config_path).read_text("utf-8"))
         except OSError as exc:
             raise SettingsError(f"FLOWBANK_CONFIG: cannot read {config_path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"FLOWBANK_CONFIG: {config_path} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"FLOWBANK_CONFIG: {config_path} is not valid TOML: {exc}") from None
     return load_settings(env, toml, default_data_dir=PROJECT_ROOT / "var")
