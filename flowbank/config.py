@@ -1,30 +1,5 @@
-"""Reading the process's settings: the only place that touches the environment and config file."""
+"""Settings for the ``flowbank`` command (see warehouse/config.py)."""
 
-from __future__ import annotations
+from warehouse.config import PROJECT_ROOT, read_settings
 
-import os
-import tomllib
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from control.settings import Settings, SettingsError, load_settings
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from ``FLOWBANK_*`` variables, then the TOML file named by ``FLOWBANK_CONFIG``."""
-    env = os.environ if environ is None else environ
-    toml: dict[str, Any] = {}
-    config_path = env.get("FLOWBANK_CONFIG")
-    if config_path:
-        try:
-            toml = tomllib.loads(Path(config_path).read_text("utf-8"))
-        except OSError as exc:
-            raise SettingsError(f"FLOWBANK_CONFIG: cannot read {config_path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise SettingsError(f"FLOWBANK_CONFIG: {config_path} is not UTF-8 text") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"FLOWBANK_CONFIG: {config_path} is not valid TOML: {exc}") from None
-    return load_settings(env, toml, default_data_dir=PROJECT_ROOT / "var")
+__all__ = ["PROJECT_ROOT", "read_settings"]
