@@ -9,12 +9,13 @@ charger, connector and transaction id). Every update of a session carries a high
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Final
 
-from control.contract import ChargingMode, ContractError
+from control.contract import CONTRACT_VERSION, ChargingMode, ContractError, to_dict
 
 
 class QualityFlag(StrEnum):
@@ -149,3 +150,9 @@ class LiveState:
     soc_pct: float | None = None
     error_code: str | None = None
     online: bool = True
+
+
+def encode_live_state(live: LiveState) -> bytes:
+    """The retained ``flowbank/v1/live/...`` payload: the contract's envelope around a LiveState."""
+    envelope = {"v": CONTRACT_VERSION, "type": "live_state", "data": to_dict(live)}  # type: ignore[arg-type]
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

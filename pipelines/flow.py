@@ -1,0 +1,158 @@
+"""The FlowBankOS dataflow: MQTT events in; sessions, live state and clean history out.
+
+    python -m bytewax.run "pipelines.flow:build_flow()"                   # 1 worker
+    python -m bytewax.run "pipelines.flow:build_flow()" -w 2              # 2 worker threads
+    python -m bytewax.run "pipelines.flow:build_flow()" -i 0 -a "h1:2101;h2:2101"   # a cluster
+    flowbank pipeline                                                     # the same, with recovery
+
+Shape::
+
+    mqtt ─ decode ─┬─ ok ─┬─ charger events ─ key by charger ─ sessions (state, timers) ─┐
+                   │      └─ everything storable ──────────────────────────────────────────┼─ TimescaleDB (all workers)
+                   └─ errors (dead letters) ────────────────────────────────────────────────┼─ Parquet lake (one writer)
+                                                                                           └─ live state (retained MQTT)
+
+The step logic lives in plain functions (:mod:`pipelines.decode`, :mod:`pipelines.sessions`);
+this module only wires them. Time comes from ``clock`` so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import copy
+import signal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
+from bytewax.outputs import Sink
+
+from control import contract as c
+from control import records as r
+from control.settings import Settings
+from control.topics import COMMAND_RESULTS_ALL, DEAD_LETTERS_ALL, EVENTS_ALL
+from pipelines.decode import Decoded, decode_message
+from pipelines.mqtt_source import MqttMessage, MqttSource
+from pipelines.sessions import ChargerState, SessionConfig, next_deadline, on_timer, step
+
+Clock = Callable[[], datetime]
+
+# Events that belong to one charger's story and go through the session logic.
+CHARGER_EVENTS = (c.MeterSample, c.StatusChanged, c.TransactionEvent, c.ConnectionEvent, c.ChargerInfo,
+                  c.ChargerNotice)
+# Contract events stored as they are (raw history).
+STORED_EVENTS = (c.MeterSample, c.StatusChanged, c.ConnectionEvent, c.ChargerInfo, c.DeadLetter,
+                 c.CommandResult, c.Setpoint, c.Alert)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionLogic(StatefulLogic[c.Event, Any, ChargerState]):
+    """Bytewax adapter around :func:`pipelines.sessions.step` / ``on_timer`` (one per charger)."""
+
+    def __init__(self, resume: ChargerState | None, config: SessionConfig, clock: Clock) -> None:
+        self._state = resume
+        self._config = config
+        self._clock = clock
+
+    def on_item(self, value: c.Event) -> tuple[Iterable[Any], bool]:
+        self._state, out = step(self._state, value, now=self._clock(), config=self._config)
+        return out, self._state is None
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        if self._state is None:
+            return [], StatefulLogic.DISCARD
+        self._state, out = on_timer(self._state, now=self._clock(), config=self._config)
+        return out, self._state is None
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return [], self._state is None
+
+    def notify_at(self) -> datetime | None:
+        return None if self._state is None else next_deadline(self._state, self._config)
+
+    def snapshot(self) -> ChargerState:
+        assert self._state is not None  # noqa: S101 - Bytewax never snapshots a discarded key
+        # step()/on_timer() update the state in place; Bytewax pickles the snapshot later.
+        return copy.deepcopy(self._state)
+
+
+@dataclass(frozen=True)
+class FlowParts:
+    """What a flow is built from; tests swap sources and sinks for bytewax.testing ones."""
+
+    source: Source[MqttMessage]
+    timescale: Sink[Any]
+    lake: Sink[tuple[str, Any]] | None
+    live: Sink[r.LiveState] | None
+    config: SessionConfig = field(default_factory=SessionConfig)
+    clock: Clock = _utc_now
+
+
+def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
+    flow = Dataflow(name)
+    messages = op.input("mqtt", flow, parts.source)
+    decoded = op.map("decode", messages, lambda m: decode_message(m.topic, m.payload, m.received_at))
+    split = op.branch("valid", decoded, lambda d: d.event is not None)
+    events = op.map("event", split.trues, _event_of)
+    errors = op.map("dead_letter", split.falses, _error_of)
+
+    charger_events = op.filter("charger_events", events, lambda e: isinstance(e, CHARGER_EVENTS))
+    keyed = op.key_on("by_charger", charger_events, _charger_key)
+    derived = op.stateful("sessions", keyed, lambda resume: SessionLogic(resume, parts.config, parts.clock))
+    derived_values = op.map("unkey", derived, lambda kv: kv[1])
+
+    stored = op.filter("stored", events, lambda e: isinstance(e, STORED_EVENTS))
+    to_store = op.merge("to_store", stored, errors, derived_values)
+    op.output("timescale", to_store, parts.timescale)
+    if parts.lake is not None:
+        op.output("lake", op.key_on("lake_key", to_store, lambda _: "lake"), parts.lake)
+    if parts.live is not None:
+        live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
+        op.output("live_state", live, parts.live)
+    return flow
+
+
+def _charger_key(event: c.Event) -> str:
+    return str(getattr(event, "charger_id"))  # noqa: B009 - every CHARGER_EVENTS type has one
+
+
+def _event_of(decoded: Decoded) -> c.Event:
+    assert decoded.event is not None  # noqa: S101 - guaranteed by the branch
+    return decoded.event
+
+
+def _error_of(decoded: Decoded) -> c.DeadLetter:
+    assert decoded.error is not None  # noqa: S101 - guaranteed by the branch
+    return decoded.error
+
+
+def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
+    from pipelines.sinks import LakeSink, LiveStateSink, TimescaleSink
+
+    lake_root = settings.data_dir / "lake"
+    return FlowParts(
+        source=MqttSource(settings.mqtt, [EVENTS_ALL, DEAD_LETTERS_ALL, COMMAND_RESULTS_ALL],
+                          client_prefix="flowbank-pipeline", partitions=partitions),
+        timescale=TimescaleSink(settings.pg_dsn.reveal()),
+        lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb"),
+        live=LiveStateSink(settings.mqtt, "flowbank-pipeline"),
+    )
+
+
+def build_flow(settings: Settings | None = None, *, partitions: int = 1) -> Dataflow:
+    """Entry point for ``python -m bytewax.run "pipelines.flow:build_flow()"``."""
+    if settings is None:
+        from warehouse.config import read_settings
+
+        settings = read_settings()
+    # Bytewax dies at once on SIGTERM; as SIGINT it stops cleanly, closing sources and sinks.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return build_dataflow(production_parts(settings, partitions=partitions))
+

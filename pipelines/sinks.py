@@ -1,0 +1,168 @@
+"""Bytewax sinks: TimescaleDB (every worker), the Parquet lake (one writer), retained live state.
+
+Each is a thin adapter over a warehouse writer; the delivery guarantee is at least once and the
+writers are idempotent (natural keys, revisions), so a replay after a crash is harmless.
+A TimescaleDB outage blocks the worker and retries (back-pressure reaches the broker, which
+keeps the messages); nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
+from paho.mqtt.enums import CallbackAPIVersion
+
+from control import contract as c
+from control import records as r
+from control.settings import MqttEndpoint
+from control.topics import live_topic
+from warehouse.analytics import LakeBuffer, ParquetLake
+from warehouse.tsdb_writer import PermanentWriteError, RetryableWriteError, TimescaleWriter
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _TimescalePartition(StatelessSinkPartition[Any]):
+    def __init__(self, dsn: str, max_backoff_s: float) -> None:
+        self._writer = TimescaleWriter(dsn)
+        self._max_backoff_s = max_backoff_s
+
+    def write_batch(self, items: list[Any]) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                self._writer.write(items)
+                return
+            except RetryableWriteError as exc:
+                log.warning("TimescaleDB unavailable (%s); retrying in %.1f s", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+            except PermanentWriteError:
+                if len(items) == 1:
+                    raise
+                # Find the culprit without losing the rest: write one by one.
+                for item in items:
+                    self.write_batch([item])
+                return
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class TimescaleSink(DynamicSink[Any]):
+    def __init__(self, dsn: str, *, max_backoff_s: float = 10.0) -> None:
+        self._dsn = dsn
+        self._max_backoff_s = max_backoff_s
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TimescalePartition:
+        return _TimescalePartition(self._dsn, self._max_backoff_s)
+
+
+LAKE_TABLES: dict[type[Any], str] = {
+    c.MeterSample: "meter_samples",
+    c.StatusChanged: "status_events",
+    c.ConnectionEvent: "connection_events",
+    c.DeadLetter: "dead_letters",
+    c.Setpoint: "setpoints",
+    c.Alert: "alerts",
+    r.SessionRecord: "sessions",
+    r.SessionDayEnergy: "session_day_energy",
+}
+
+
+class Tick:
+    """Wakes the lake writer up when no data flows, so buffered rows still meet the 60 s bound."""
+
+    __slots__ = ()
+
+
+class _LakePartition(StatefulSinkPartition[Any, None]):
+    def __init__(self, root: Path, views_db: Path, clock: Clock) -> None:
+        self._lake = ParquetLake(root, views_db=views_db)
+        self._buffer = LakeBuffer(self._lake)
+        self._clock = clock
+
+    def write_batch(self, values: list[Any]) -> None:
+        now = self._clock()
+        grouped: dict[str, list[Any]] = {}
+        for value in values:
+            if value.__class__.__name__ == "SampleVerdict":
+                grouped.setdefault("data_quality", []).append(value)
+                continue
+            table = LAKE_TABLES.get(type(value))
+            if table is not None:
+                grouped.setdefault(table, []).append(value)
+        for table, items in grouped.items():
+            self._buffer.add(table, items, now)
+        self._buffer.maybe_flush(now)
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._buffer.flush()
+        self._lake.close()
+
+
+class LakeSink(FixedPartitionedSink[Any, None]):
+    """One partition: DuckDB-side files have exactly one writer, whatever the worker count."""
+
+    def __init__(self, root: Path, views_db: Path, clock: Clock = _utc_now) -> None:
+        self._root = root
+        self._views_db = views_db
+        self._clock = clock
+
+    def list_parts(self) -> list[str]:
+        return ["lake"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LakePartition:
+        return _LakePartition(self._root, self._views_db, self._clock)
+
+
+class _LivePartition(StatelessSinkPartition[r.LiveState]):
+    def __init__(self, endpoint: MqttEndpoint, client_id: str) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if endpoint.username:
+            client.username_pw_set(endpoint.username, endpoint.password.reveal() or None)
+        if endpoint.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, 30)
+        client.connect_async(endpoint.host, endpoint.port, keepalive=30)
+        client.loop_start()
+        self._client = client
+
+    def write_batch(self, items: Sequence[r.LiveState]) -> None:
+        # QoS1 and retained: a dashboard that subscribes later gets the latest state at once.
+        # paho queues while disconnected; live state is superseded by the next one anyway.
+        for live in items:
+            self._client.publish(live_topic(live.charger_id, live.connector_id), r.encode_live_state(live),
+                                 qos=1, retain=True)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class LiveStateSink(DynamicSink[r.LiveState]):
+    def __init__(self, endpoint: MqttEndpoint, client_prefix: str) -> None:
+        self._endpoint = endpoint
+        self._prefix = client_prefix
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _LivePartition:
+        return _LivePartition(self._endpoint, f"{self._prefix}-live-{worker_index}")
