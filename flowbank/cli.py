@@ -65,6 +65,18 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def _cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.run import run as run_pipeline
+
+    return run_pipeline(settings, args)
+
+
+def _cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    from warehouse.sql_cli import run as run_sql
+
+    return run_sql(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowbank", description="FlowBankOS: open EV-charging management.")
     parser.add_argument("--log-level", help="override FLOWBANK_LOG_LEVEL for this command")
@@ -86,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-port", action="store_true",
                    help="share the port with other bridge processes (SO_REUSEPORT) to scale out")
     p.set_defaults(handler=_cmd_bridge)
+
+    p = sub.add_parser("pipeline", help="run the streaming dataflow (sessions, live state, warehouse) with recovery")
+    from pipelines.run import add_arguments as add_pipeline_arguments
+
+    add_pipeline_arguments(p)
+    p.set_defaults(handler=_cmd_pipeline)
+
+    p = sub.add_parser("sql", help="query the analytics database (DuckDB over the Parquet lake), read-only")
+    from warehouse.sql_cli import add_arguments as add_sql_arguments
+
+    add_sql_arguments(p)
+    p.set_defaults(handler=_cmd_sql)
 
     p = sub.add_parser("chargers", help="manage the charger registry (Basic-auth credentials)")
     from ingest.chargers_cli import add_arguments as add_charger_arguments
