@@ -88,6 +88,7 @@ class Settings:
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 9000
     bridge_id: str = "bridge-1"
+    pipeline_id: str = "pipeline"  # names the pipeline's MQTT sessions; one per independent deployment
     bridge_tls_cert: Path | None = None
     bridge_tls_key: Path | None = None
     bridge_auto_register: bool = False
@@ -244,7 +245,7 @@ def load_settings(environ: Mapping[str, str], toml: Mapping[str, Any] | None = N
             raise SettingsError(f"{name}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
         values["log_level"] = raw.upper()
 
-    for key in ("bridge_host", "bridge_id", "dashboard_host"):
+    for key in ("bridge_host", "bridge_id", "pipeline_id", "dashboard_host"):
         name, raw = get(key)
         if raw is not None:
             if not raw.strip():

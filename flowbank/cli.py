@@ -141,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.Formatter.converter = time.gmtime  # log timestamps in UTC
+    if logging.getLogger().level > logging.DEBUG:
+        # Libraries that log every frame or connection at INFO.
+        for noisy in ("ocpp", "websockets.server", "websockets.client"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
         return handler(settings, args)

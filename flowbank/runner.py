@@ -90,7 +90,7 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
         print(f"\n[run] OCPP endpoint:  {scheme}://{settings.bridge_host}:{settings.bridge_port}/ocpp/<charge-point-id>")
         print(f"[run] MQTT broker:    {settings.mqtt.url}")
         print(f"[run] PostgreSQL:     {settings.pg_dsn_display}")
-        print(f"[run] analytics SQL:  {sys.executable} -m flowbank.cli sql   (DuckDB over {settings.data_dir / 'lake'})")
+        print(f"[run] analytics SQL:  {sys.executable} -m flowbank.cli sql  (DuckDB over {settings.data_dir / 'lake'})")
         if args.chargers:
             print(f"[run] simulated chargers: SIM-0001..SIM-{args.chargers:04d} (password {DEMO_PASSWORD!r})")
         print("[run] Ctrl-C stops everything.\n", flush=True)

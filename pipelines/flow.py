@@ -45,7 +45,8 @@ Clock = Callable[[], datetime]
 CHARGER_EVENTS = (c.MeterSample, c.StatusChanged, c.TransactionEvent, c.ConnectionEvent, c.ChargerInfo,
                   c.ChargerNotice)
 # Contract events stored as they are (raw history).
-STORED_EVENTS = (c.MeterSample, c.StatusChanged, c.ConnectionEvent, c.ChargerInfo, c.DeadLetter,
+# (Meter samples are stored from the session step's output, next to their quality verdict.)
+STORED_EVENTS = (c.StatusChanged, c.ConnectionEvent, c.ChargerInfo, c.DeadLetter,
                  c.CommandResult, c.Setpoint, c.Alert)
 
 
@@ -63,6 +64,10 @@ class SessionLogic(StatefulLogic[c.Event, Any, ChargerState]):
 
     def on_item(self, value: c.Event) -> tuple[Iterable[Any], bool]:
         self._state, out = step(self._state, value, now=self._clock(), config=self._config)
+        if isinstance(value, c.MeterSample):
+            # The raw sample travels with its verdict, ahead of it, so the store sees the row
+            # before (usually in the same batch as) the quality flags that update it.
+            return [value, *out], self._state is None
         return out, self._state is None
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
@@ -139,10 +144,10 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
     lake_root = settings.data_dir / "lake"
     return FlowParts(
         source=MqttSource(settings.mqtt, [EVENTS_ALL, DEAD_LETTERS_ALL, COMMAND_RESULTS_ALL],
-                          client_prefix="flowbank-pipeline", partitions=partitions),
+                          client_prefix=f"flowbank-{settings.pipeline_id}", partitions=partitions),
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
         lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb"),
-        live=LiveStateSink(settings.mqtt, "flowbank-pipeline"),
+        live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
     )
 
 
