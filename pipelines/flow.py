@@ -22,7 +22,7 @@ import copy
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -96,6 +96,7 @@ class FlowParts:
     timescale: Sink[Any]
     lake: Sink[tuple[str, Any]] | None
     live: Sink[r.LiveState] | None
+    lake_tick: Source[Any] | None = None  # wakes the lake writer while no data flows
     config: SessionConfig = field(default_factory=SessionConfig)
     clock: Clock = _utc_now
 
@@ -117,7 +118,10 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
     to_store = op.merge("to_store", stored, errors, derived_values)
     op.output("timescale", to_store, parts.timescale)
     if parts.lake is not None:
-        op.output("lake", op.key_on("lake_key", to_store, lambda _: "lake"), parts.lake)
+        lake_items = to_store
+        if parts.lake_tick is not None:
+            lake_items = op.merge("lake_items", to_store, op.input("lake_tick", flow, parts.lake_tick))
+        op.output("lake", op.key_on("lake_key", lake_items, lambda _: "lake"), parts.lake)
     if parts.live is not None:
         live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
         op.output("live_state", live, parts.live)
@@ -139,7 +143,7 @@ def _error_of(decoded: Decoded) -> c.DeadLetter:
 
 
 def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
-    from pipelines.sinks import LakeSink, LiveStateSink, TimescaleSink
+    from pipelines.sinks import LakeSink, LiveStateSink, TickSource, TimescaleSink
 
     lake_root = settings.data_dir / "lake"
     return FlowParts(
@@ -148,6 +152,7 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
         lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb"),
         live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
+        lake_tick=TickSource(timedelta(seconds=10)),
     )
 
 

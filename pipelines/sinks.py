@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from bytewax.inputs import SimplePollingSource
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -89,16 +90,38 @@ class Tick:
     __slots__ = ()
 
 
+class TickSource(SimplePollingSource[Tick]):
+    """A Tick every ``interval``: keeps the lake's freshness bound while no data flows."""
+
+    def next_item(self) -> Tick:
+        return Tick()
+
+
 class _LakePartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, root: Path, views_db: Path, clock: Clock) -> None:
+    def __init__(self, root: Path, views_db: Path, clock: Clock, maintenance_every: timedelta) -> None:
         self._lake = ParquetLake(root, views_db=views_db)
         self._buffer = LakeBuffer(self._lake)
         self._clock = clock
+        self._maintenance_every = maintenance_every
+        self._next_maintenance = clock() + timedelta(minutes=1)
+
+    def _maintain(self, now: datetime) -> None:
+        """Merge each finished day's small files (one writer: this one) and delete replaced files
+        whose grace period is over."""
+        today = now.date()
+        for table in LAKE_TABLES.values():
+            for day in self._lake.days(table):
+                if day < today:
+                    self._lake.compact(table, day)
+        self._lake.purge(now)
+        self._next_maintenance = now + self._maintenance_every
 
     def write_batch(self, values: list[Any]) -> None:
         now = self._clock()
         grouped: dict[str, list[Any]] = {}
         for value in values:
+            if isinstance(value, Tick):
+                continue
             if value.__class__.__name__ == "SampleVerdict":
                 grouped.setdefault("data_quality", []).append(value)
                 continue
@@ -108,6 +131,8 @@ class _LakePartition(StatefulSinkPartition[Any, None]):
         for table, items in grouped.items():
             self._buffer.add(table, items, now)
         self._buffer.maybe_flush(now)
+        if now >= self._next_maintenance:
+            self._maintain(now)
 
     def snapshot(self) -> None:
         return None
@@ -120,10 +145,12 @@ class _LakePartition(StatefulSinkPartition[Any, None]):
 class LakeSink(FixedPartitionedSink[Any, None]):
     """One partition: DuckDB-side files have exactly one writer, whatever the worker count."""
 
-    def __init__(self, root: Path, views_db: Path, clock: Clock = _utc_now) -> None:
+    def __init__(self, root: Path, views_db: Path, clock: Clock = _utc_now,
+                 maintenance_every: timedelta = timedelta(hours=1)) -> None:
         self._root = root
         self._views_db = views_db
         self._clock = clock
+        self._maintenance_every = maintenance_every
 
     def list_parts(self) -> list[str]:
         return ["lake"]
@@ -132,7 +159,7 @@ class LakeSink(FixedPartitionedSink[Any, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LakePartition:
-        return _LakePartition(self._root, self._views_db, self._clock)
+        return _LakePartition(self._root, self._views_db, self._clock, self._maintenance_every)
 
 
 class _LivePartition(StatelessSinkPartition[r.LiveState]):
