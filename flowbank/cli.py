@@ -77,6 +77,12 @@ def _cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     return run_sql(settings, args)
 
 
+def _cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
+    from warehouse.maintenance_cli import run as run_maintenance
+
+    return run_maintenance(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowbank", description="FlowBankOS: open EV-charging management.")
     parser.add_argument("--log-level", help="override FLOWBANK_LOG_LEVEL for this command")
@@ -110,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sql_arguments(p)
     p.set_defaults(handler=_cmd_sql)
+
+    p = sub.add_parser("maintain", help="housekeeping: retention of raw samples (drop_chunks), periodically")
+    from warehouse.maintenance_cli import add_arguments as add_maintenance_arguments
+
+    add_maintenance_arguments(p)
+    p.set_defaults(handler=_cmd_maintain)
 
     p = sub.add_parser("chargers", help="manage the charger registry (Basic-auth credentials)")
     from ingest.chargers_cli import add_arguments as add_charger_arguments

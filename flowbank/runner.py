@@ -64,7 +64,11 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
     if run_services(settings, check_only=False) != 0:
         print("[run] services are not healthy; not starting the platform", file=sys.stderr)
         return 1
-    children = [Child("pipeline", _flowbank("pipeline")), Child("bridge", _flowbank("bridge"))]
+    children = [
+        Child("pipeline", _flowbank("pipeline")),
+        Child("bridge", _flowbank("bridge")),
+        Child("maintenance", _flowbank("maintain", "--every", "3600")),
+    ]
     if args.chargers > 0:
         _register_demo_chargers(settings, args.chargers)
         children.append(Child("simulator", _flowbank(

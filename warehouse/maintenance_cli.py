@@ -1,0 +1,54 @@
+"""`flowbank maintain`: the periodic housekeeping TimescaleDB's Apache build has no scheduler for.
+
+Drops raw meter-sample chunks older than the retention period (``drop_chunks``), or installs
+the equivalent policy where the Timescale license allows. ``--every`` repeats it until SIGTERM
+or SIGINT; ``flowbank run`` starts it that way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from control.settings import Settings
+from warehouse.retention import RetentionError, apply_retention
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--raw-keep-days", type=int, default=400,
+                        help="days of raw meter samples to keep (sessions and daily energy are kept for good)")
+    parser.add_argument("--every", type=float, metavar="SECONDS",
+                        help="repeat every SECONDS until stopped (default: run once)")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.raw_keep_days < 1:
+        print("flowbank maintain: --raw-keep-days must be at least 1")
+        return 2
+    keep = timedelta(days=args.raw_keep_days)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if args.every:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    while True:
+        try:
+            result = apply_retention(settings.pg_dsn.reveal(), keep, datetime.now(UTC))
+            print(f"retention ({result.license} license, {result.method}): "
+                  f"{len(result.dropped_chunks)} chunk(s) dropped", flush=True)
+        except RetentionError as exc:
+            # Transient in a loop (the database may be restarting); final when run once.
+            print(f"flowbank maintain: {exc}", flush=True)
+            if not args.every:
+                return 1
+        if not args.every or stop.wait(args.every):
+            return 0
