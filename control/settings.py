@@ -89,6 +89,9 @@ class Settings:
     bridge_port: int = 9000
     bridge_id: str = "bridge-1"
     pipeline_id: str = "pipeline"  # names the pipeline's MQTT sessions; one per independent deployment
+    # How long the broker keeps a consumer's persistent session (and queues for it) while it is
+    # away: the pipeline's and the bridge's command channel's. Longer outages lose messages.
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
     bridge_tls_cert: Path | None = None
     bridge_tls_key: Path | None = None
     bridge_auto_register: bool = False
@@ -255,6 +258,9 @@ def load_settings(environ: Mapping[str, str], toml: Mapping[str, Any] | None = N
         name, raw = get(key)
         if raw is not None:
             values[key] = _parse_int(name, raw, minimum=1, maximum=65535)
+    name, raw = get("mqtt_session_expiry_s")
+    if raw is not None:
+        values["mqtt_session_expiry_s"] = _parse_int(name, raw, minimum=60, maximum=2**32 - 1)
     name, raw = get("heartbeat_interval_s")
     if raw is not None:
         values["heartbeat_interval_s"] = _parse_int(name, raw, minimum=1, maximum=86_400)

@@ -148,7 +148,8 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
     lake_root = settings.data_dir / "lake"
     return FlowParts(
         source=MqttSource(settings.mqtt, [EVENTS_ALL, DEAD_LETTERS_ALL, COMMAND_RESULTS_ALL],
-                          client_prefix=f"flowbank-{settings.pipeline_id}", partitions=partitions),
+                          client_prefix=f"flowbank-{settings.pipeline_id}", partitions=partitions,
+                          session_expiry_s=settings.mqtt_session_expiry_s),
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
         lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb"),
         live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),

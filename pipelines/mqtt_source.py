@@ -49,7 +49,7 @@ class MqttMessage:
 
 class _MqttPartition(StatefulSourcePartition[MqttMessage, None]):
     def __init__(self, endpoint: MqttEndpoint, client_id: str, filters: Sequence[str], *, max_batch: int,
-                 idle_wait: timedelta) -> None:
+                 idle_wait: timedelta, session_expiry_s: int) -> None:
         self._queue: queue.SimpleQueue[tuple[MqttMessage, int]] = queue.SimpleQueue()
         self._handed: list[int] = []  # mids handed to the dataflow since the last snapshot
         self._to_ack: list[int] = []  # mids handed before the last snapshot: acked at the next one
@@ -69,7 +69,7 @@ class _MqttPartition(StatefulSourcePartition[MqttMessage, None]):
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = session_expiry_s
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         self._client = client
         client.connect_async(endpoint.host, endpoint.port, keepalive=30, clean_start=False, properties=props)
@@ -131,7 +131,7 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
 
     def __init__(self, endpoint: MqttEndpoint, filters: Sequence[str], *, client_prefix: str,
                  partitions: int = 1, share_group: str = "flowbank-pipeline", max_batch: int = 2_000,
-                 idle_wait: timedelta = timedelta(milliseconds=10)) -> None:
+                 idle_wait: timedelta = timedelta(milliseconds=10), session_expiry_s: int = SESSION_EXPIRY_S) -> None:
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         self._endpoint = endpoint
@@ -140,10 +140,12 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
         self._partitions = partitions
         self._max_batch = max_batch
         self._idle_wait = idle_wait
+        self._session_expiry_s = session_expiry_s
 
     def list_parts(self) -> list[str]:
         return [str(n) for n in range(self._partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MqttPartition:
         return _MqttPartition(self._endpoint, f"{self._prefix}-{for_part}", self._filters,
-                              max_batch=self._max_batch, idle_wait=self._idle_wait)
+                              max_batch=self._max_batch, idle_wait=self._idle_wait,
+                              session_expiry_s=self._session_expiry_s)

@@ -24,6 +24,11 @@ from control.settings import MqttEndpoint, Settings
 from flowbank.config import read_settings
 from warehouse.migrate import apply_migrations
 
+# Consumers started by tests (pipelines, bridges under unique ids) leave persistent MQTT
+# sessions behind; let the broker forget them within minutes instead of days. Subprocesses
+# inherit this.
+os.environ.setdefault("FLOWBANK_MQTT_SESSION_EXPIRY_S", "300")
+
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:

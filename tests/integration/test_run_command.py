@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from mqtt_sessions import bridge_client_ids, end_sessions, pipeline_client_ids
 
 from control.settings import MqttEndpoint
 
@@ -58,3 +59,4 @@ def test_run_starts_the_platform_and_stops_on_ctrl_c(pg_dsn: str, mqtt_endpoint:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        end_sessions(mqtt_endpoint, pipeline_client_ids(f"run-test-{port}") + bridge_client_ids(f"run-test-{port}"))
