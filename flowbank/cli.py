@@ -83,6 +83,12 @@ def _cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
     return run_maintenance(settings, args)
 
 
+def _cmd_dq(settings: Settings, args: argparse.Namespace) -> int:
+    from warehouse.dq_cli import run as run_dq
+
+    return run_dq(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowbank", description="FlowBankOS: open EV-charging management.")
     parser.add_argument("--log-level", help="override FLOWBANK_LOG_LEVEL for this command")
@@ -122,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_maintenance_arguments(p)
     p.set_defaults(handler=_cmd_maintain)
+
+    p = sub.add_parser("dq", help="validate the latest warehouse batches (Great Expectations), store the results")
+    from warehouse.dq_cli import add_arguments as add_dq_arguments  # no great_expectations import here
+
+    add_dq_arguments(p)
+    p.set_defaults(handler=_cmd_dq)
 
     p = sub.add_parser("chargers", help="manage the charger registry (Basic-auth credentials)")
     from ingest.chargers_cli import add_arguments as add_charger_arguments

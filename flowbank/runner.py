@@ -68,6 +68,7 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
         Child("pipeline", _flowbank("pipeline")),
         Child("bridge", _flowbank("bridge")),
         Child("maintenance", _flowbank("maintain", "--every", "3600")),
+        Child("data-quality", _flowbank("dq", "--every", "900")),
     ]
     if args.chargers > 0:
         _register_demo_chargers(settings, args.chargers)
