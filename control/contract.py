@@ -157,7 +157,7 @@ class ChargingMode(StrEnum):
 
 
 def _check_ts(name: str, value: datetime | None) -> None:
-    if value is None:
+    if value is None or (type(value) is datetime and value.tzinfo is UTC):  # the common case, at once
         return
     if not isinstance(value, datetime):
         raise ContractError(f"{name} must be a datetime, got {type(value).__name__}")
@@ -175,7 +175,7 @@ def _check_id(name: str, value: str | None, *, required: bool = True) -> None:
         raise ContractError(f"{name} must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
         raise ContractError(f"{name} is longer than {MAX_ID_LENGTH} characters")
-    if any(c in value for c in "/+#") or not value.isprintable() or value != value.strip():
+    if "/" in value or "+" in value or "#" in value or not value.isprintable() or value != value.strip():
         raise ContractError(f"{name} {value!r} contains characters not allowed in an id")
 
 
@@ -227,7 +227,7 @@ def _check_text(name: str, value: str | None, *, required: bool = False,
 
 
 def _check_enum(name: str, enum: type[StrEnum], value: Any, *, required: bool = True) -> None:
-    if value is None and not required:
+    if type(value) is enum or (value is None and not required):
         return
     try:
         enum(value)
@@ -262,6 +262,10 @@ def utc(value: datetime) -> datetime:
 # --------------------------------------------------------------------------- events
 
 
+_METER_NUMBERS: Final = ("energy_wh", "power_w", "current_a", "current_l1_a", "current_l2_a", "current_l3_a",
+                         "current_offered_a", "voltage_v", "temperature_c")
+
+
 @dataclass(frozen=True, slots=True)
 class MeterSample:
     """One sampled instant of one connector. Missing measurands are None."""
@@ -292,9 +296,10 @@ class MeterSample:
         _check_ts("received_at", self.received_at)
         _check_enum("context", SampleContext, self.context)
         _check_id("transaction_id", self.transaction_id, required=False)
-        for name in ("energy_wh", "power_w", "current_a", "current_l1_a", "current_l2_a", "current_l3_a",
-                     "current_offered_a", "voltage_v", "temperature_c"):
-            _check_number(name, getattr(self, name))
+        for name in _METER_NUMBERS:
+            value = getattr(self, name)
+            if value is not None and (type(value) is not float or not math.isfinite(value)):  # else nothing to check
+                _check_number(name, value)
         _check_number("soc_pct", self.soc_pct, minimum=0)
         if self.soc_pct is not None and self.soc_pct > 100:
             raise ContractError(f"soc_pct must be <= 100, got {self.soc_pct}")
@@ -614,9 +619,23 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
 def to_dict(event: Event) -> dict[str, Any]:
     """The ``data`` part of the envelope: plain JSON types."""
-    return {f.name: _to_json(getattr(event, f.name)) for f in dataclasses.fields(event)}
+    cls = type(event)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(event))
+    data = {}
+    for name in names:
+        value = getattr(event, name)
+        kind = type(value)
+        # Plain JSON values pass through _to_json unchanged: skip the call on the hot path.
+        data[name] = value if value is None or kind is str or kind is float or kind is int or kind is bool \
+            else _to_json(value)
+    return data
 
 
 def encode(event: Event) -> bytes:

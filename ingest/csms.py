@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -83,13 +84,33 @@ class Queue(Protocol):
 
 
 class TransactionIds:
-    """OCPP 1.6 transaction ids, fetched from the PG sequence a block at a time."""
+    """OCPP 1.6 transaction ids, fetched from the PG sequence a block at a time.
 
-    def __init__(self, allocate: Callable[[int], Awaitable[Sequence[int]]], block: int = 20) -> None:
+    A StartTransaction that comes again (a duplicated frame, or a retransmission after our
+    answer was lost) is the same transaction, not a new one: :meth:`for_start` gives it the id
+    the first one got, as long as it is among the last ``remember`` starts of this process.
+    Otherwise the charger keeps using one id while the platform holds a second, empty session
+    that closes the real one early."""
+
+    def __init__(self, allocate: Callable[[int], Awaitable[Sequence[int]]], block: int = 20, *,
+                 remember: int = 10_000) -> None:
         self._allocate = allocate
         self._block = block
         self._free: deque[int] = deque()
         self._lock = asyncio.Lock()
+        self._given: OrderedDict[Hashable, int] = OrderedDict()
+        self._remember = remember
+
+    async def for_start(self, start: Hashable) -> int:
+        """The id of the transaction ``start`` identifies (charger, connector, id tag, meter
+        start and timestamp: two real transactions never share all of them)."""
+        known = self._given.get(start)
+        if known is None:
+            transaction_id = await self.next()
+            known = self._given.setdefault(start, transaction_id)  # a twin may have won the race
+            while len(self._given) > self._remember:
+                self._given.popitem(last=False)
+        return known
 
     async def next(self) -> int:
         while not self._free:
@@ -115,6 +136,9 @@ class BridgeContext:
     authorization: replies.AuthorizationPolicy
     spawn: Callable[[Awaitable[None], str], None]  # background work, logged if it fails
     max_frame_bytes: int = MAX_FRAME_BYTES
+    # Publishes an event made from a frame, with the frame's time.monotonic_ns() arrival (for the
+    # frame-to-PUBACK latency, see EventPublisher.publish); None: publisher.publish(event).
+    publish_at: Callable[[Event, int], None] | None = None
 
 
 class ChargerSession:
@@ -132,6 +156,8 @@ class ChargerSession:
         self._closed = False
         self._problems = 0
         self.close_reason: str | None = None  # set by whoever closes the socket on purpose
+        publisher = ctx.publisher
+        self._publish_at: Callable[[Event, int], None] = ctx.publish_at or (lambda event, _ns: publisher.publish(event))
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -153,7 +179,7 @@ class ChargerSession:
             while True:
                 raw = await self.ws.recv(decode=False)
                 try:
-                    await self._on_frame(raw)
+                    await self._on_frame(raw, time.monotonic_ns())
                 except ConnectionClosed:
                     raise
                 except Exception as exc:  # a bug must not cost the charger its connection
@@ -184,7 +210,9 @@ class ChargerSession:
 
     # ----------------------------------------------------------------------- inbound
 
-    async def _on_frame(self, raw: bytes) -> None:
+    async def _on_frame(self, raw: bytes, received_ns: int | None = None) -> None:
+        if received_ns is None:
+            received_ns = time.monotonic_ns()
         try:
             frame = parse_frame(raw, self.version, max_bytes=self.ctx.max_frame_bytes)
             if type(frame) is CallFrame:
@@ -195,11 +223,11 @@ class ChargerSession:
                 await self.ws.send(err.reply, text=True)
             return
         if isinstance(frame, CallFrame):
-            await self._on_call(frame, raw)
+            await self._on_call(frame, raw, received_ns)
         else:
             self._on_response(frame, raw)
 
-    async def _on_call(self, frame: CallFrame, raw: bytes) -> None:
+    async def _on_call(self, frame: CallFrame, raw: bytes, received_ns: int) -> None:
         received_at = self.ctx.clock()
         try:
             reply, transaction_id = await self._handlers[frame.action](self, frame.payload, received_at)
@@ -210,11 +238,11 @@ class ChargerSession:
             if err.reply is not None:
                 await self.ws.send(err.reply, text=True)
             return
-        self._publish_events(frame, raw, received_at, transaction_id)
+        self._publish_events(frame, raw, received_at, transaction_id, received_ns)
         await self.ws.send(encode_result(frame.message_id, reply), text=True)
 
     def _publish_events(self, frame: CallFrame, raw: bytes, received_at: datetime,
-                        transaction_id: str | None) -> None:
+                        transaction_id: str | None, received_ns: int) -> None:
         try:
             events = normalize_call(self.version, self.charger_id, frame.action, frame.payload,
                                     received_at=received_at, transaction_id=transaction_id)
@@ -225,7 +253,7 @@ class ChargerSession:
             log.exception("%s: normalizing %s failed", self.charger_id, frame.action)
             self.dead_letter(f"bridge could not normalize {frame.action}: {exc}", raw)
             return
-        publish = self.ctx.publisher.publish
+        publish = self._publish_at
         for event in events:
             if type(event) is ConnectionEvent:
                 event = dataclasses.replace(
@@ -233,7 +261,7 @@ class ChargerSession:
                     heartbeat_interval_s=self.ctx.heartbeat_interval_s
                     if event.kind is ConnectionKind.BOOTED else event.heartbeat_interval_s,
                 )
-            publish(event)
+            publish(event, received_ns)
 
     def dead_letter(self, reason: str, raw: bytes | str) -> None:
         self._problems += 1

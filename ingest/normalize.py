@@ -112,7 +112,7 @@ def normalize_call_detailed(
         raise TypeError(f"received_at must be a datetime, got {type(received_at).__name__}")
     received = utc(received_at)  # ContractError (a ValueError) if naive
     try:
-        ocpp_version = OcppVersion(version)
+        ocpp_version = version if type(version) is OcppVersion else OcppVersion(version)
     except ValueError:
         raise NormalizeError(f"unsupported OCPP version {str(version)[:20]!r}") from None
     handler = _HANDLERS[ocpp_version].get(action) if isinstance(action, str) else None
@@ -127,7 +127,8 @@ def normalize_call_detailed(
         raise NormalizeError(f"OCPP {ocpp_version.value} {action}: {exc}") from exc
     except ContractError as exc:  # e.g. a charger id the contract refuses
         raise NormalizeError(f"OCPP {ocpp_version.value} {action}: {exc}") from exc
-    # Stamp the bridge's arrival time on what the dataflow checks for clock skew and late delivery.
+    # The bridge's arrival time goes on what the dataflow checks for clock skew and late delivery.
+    # The handlers build those events with it already; this only catches one that did not.
     stamped = tuple(
         dataclasses.replace(e, received_at=received)
         if isinstance(e, MeterSample | StatusChanged | TransactionEvent) and e.received_at is None else e

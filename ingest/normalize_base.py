@@ -84,7 +84,7 @@ Handler = Callable[[Ctx, Mapping[str, Any]], list[Event]]
 
 
 def as_mapping(value: Any) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
+    return value if type(value) is dict or isinstance(value, Mapping) else None
 
 
 def as_list(value: Any) -> list[Any] | None:
@@ -163,7 +163,10 @@ def safe_id(value: Any, field: str, quirks: Quirks) -> str | None:
     result = raw.strip()
     if result != raw:
         quirks.add("id_whitespace", field)
-    cleaned = "".join("_" if (c in "/+#" or not c.isprintable()) else c for c in result)
+    if result.isprintable() and "/" not in result and "+" not in result and "#" not in result:
+        cleaned = result  # the common case: nothing to replace
+    else:
+        cleaned = "".join("_" if (c in "/+#" or not c.isprintable()) else c for c in result)
     if cleaned != result:
         quirks.add("id_sanitized", field)
     if len(cleaned) > MAX_ID_LENGTH:
@@ -274,12 +277,12 @@ def parse_number(value: Any, label: str, quirks: Quirks, *, expect_string: bool)
     return number
 
 
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+NUMBER: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")  # a plain JSON-ish decimal
 _SPACE = re.compile(r"\s")
 
 
 def _parse_numeric_string(raw: str, label: str, quirks: Quirks) -> float | None:
-    if _NUMBER.fullmatch(raw):  # the common case, checked first: this is the hot path
+    if NUMBER.fullmatch(raw):  # the common case, checked first: this is the hot path
         return float(raw)
     candidate = raw
     if _SPACE.search(candidate):
@@ -294,6 +297,6 @@ def _parse_numeric_string(raw: str, label: str, quirks: Quirks) -> float | None:
             candidate = candidate.replace(",", ".")
     if candidate.lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
         return float(candidate)
-    if len(candidate) > 40 or not _NUMBER.fullmatch(candidate):
+    if len(candidate) > 40 or not NUMBER.fullmatch(candidate):
         return None
     return float(candidate)

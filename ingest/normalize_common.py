@@ -188,5 +188,5 @@ def status_changed(
         info = text(f"unknown status {raw!r}" + (f"; {info}" if info else ""), "info", q)
     return StatusChanged(
         charger_id=ctx.charger_id, connector_id=connector_id, ts=ts, status=status,
-        error_code=error_code, vendor_error_code=vendor_error_code, info=info,
+        error_code=error_code, vendor_error_code=vendor_error_code, info=info, received_at=ctx.received_at,
     )

@@ -111,6 +111,7 @@ def _start_transaction(ctx: Ctx, p: Mapping[str, Any]) -> list[Event]:
             transaction_id=transaction_id,
             id_tag=text(p.get("idTag"), "id_tag", q) or None,
             meter_wh=_register(p.get("meterStart"), "meterStart", q),
+            received_at=ctx.received_at,
         )
     ]
 
@@ -135,6 +136,7 @@ def _stop_transaction(ctx: Ctx, p: Mapping[str, Any]) -> list[Event]:
         id_tag=text(p.get("idTag"), "id_tag", q) or None,
         meter_wh=_register(p.get("meterStop"), "meterStop", q),
         stop_reason=text(p.get("reason"), "stop_reason", q) or "Local",
+        received_at=ctx.received_at,
     )
     return [*samples, ended]
 

@@ -151,12 +151,14 @@ def _transaction_event(ctx: Ctx, p: Mapping[str, Any]) -> list[Event]:
         stop_reason=stop_reason or ("Local" if kind is TransactionKind.ENDED else None),
         offline=bool(to_bool(p.get("offline"), "offline", q)),
         seq_no=to_int(p.get("seqNo"), "seq_no", q),
+        received_at=ctx.received_at,
     )
     status: list[Event] = []
     derived = _state_from_charging(info.get("chargingState"), kind, q)
     if derived is not None and evse_id is not None:
         state, charging_state = derived
-        status.append(StatusChanged(ctx.charger_id, evse_id, ts, state, info=f"chargingState={charging_state}"))
+        status.append(StatusChanged(ctx.charger_id, evse_id, ts, state, info=f"chargingState={charging_state}",
+                                    received_at=ctx.received_at))
     if kind is TransactionKind.ENDED:
         return [*samples, *status, event]
     return [event, *status, *samples]

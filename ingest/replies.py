@@ -105,7 +105,9 @@ async def _authorize_16(s: ChargerSession, p: dict[str, Any], at: datetime) -> R
 
 
 async def _start_16(s: ChargerSession, p: dict[str, Any], at: datetime) -> Reply:
-    transaction_id = await s.ctx.tx_ids.next()
+    # The same start again (a duplicate or a retransmission) keeps its transaction id.
+    start = (s.charger_id, p["connectorId"], p["idTag"], p["meterStart"], p["timestamp"])
+    transaction_id = await s.ctx.tx_ids.for_start(start)
     s.transactions[p["connectorId"]] = str(transaction_id)
     return {"transactionId": transaction_id, "idTagInfo": {"status": _id_status(s, p["idTag"])}}, str(transaction_id)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import uuid
@@ -43,6 +44,7 @@ from control.settings import Settings
 from ingest.auth import Authenticator
 from ingest.command_channel import SESSION_EXPIRY_S, CommandChannel
 from ingest.csms import BridgeContext, ChargerSession, TransactionIds, utc_now
+from ingest.latency import STATS_FILE_ENV, StatsFile
 from ingest.publisher import EventPublisher
 from ingest.replies import AcceptAnyToken, AuthorizationPolicy
 from ingest.validation import MAX_FRAME_BYTES
@@ -61,7 +63,10 @@ class BridgeOptions:
     reuse_port: bool = False
     max_frame_bytes: int = MAX_FRAME_BYTES  # our limit: larger frames get a CALLERROR
     ws_max_size: int = 4 * MAX_FRAME_BYTES  # websockets closes the connection (1009) beyond this
-    compression: str | None = "deflate"  # permessage-deflate, if the charger asks for it
+    # permessage-deflate costs ~140 µs of CPU per 1 KB MeterValues round trip (measured, see
+    # docs/benchmarks.md) to save bytes on a LAN-sized frame; a charger that offers it gets the
+    # handshake without it (RFC 7692 lets the server decline). "deflate" turns it back on.
+    compression: str | None = None
     ping_interval_s: float | None = 30.0
     ping_timeout_s: float | None = 30.0
     close_timeout_s: float = 5.0
@@ -72,6 +77,9 @@ class BridgeOptions:
     spool_dir: Path | None = None  # default: {data_dir}/spool/bridge-{bridge_id}
     command_session_expiry_s: int = SESSION_EXPIRY_S  # how long the broker keeps commands for us
     publisher_stop_timeout_s: float = 10.0
+    # Benchmarks: frame-to-PUBACK latency histogram, dumped as JSON here at start, on SIGUSR1
+    # and at stop (see ingest.latency; ``flowbank bridge`` reads FLOWBANK_BRIDGE_STATS_FILE).
+    stats_file: Path | None = None
 
 
 def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -110,6 +118,7 @@ class Bridge:
         self._channel: CommandChannel | None = None
         self._queue: CommandQueue | None = None
         self._ctx: BridgeContext | None = None
+        self._stats = StatsFile(self.options.stats_file) if self.options.stats_file else None
 
     @property
     def port(self) -> int:
@@ -140,19 +149,21 @@ class Bridge:
         queue = self._queue = CommandQueue(self._pool, s.bridge_id)
         await queue.forget_presence()  # rows a crashed predecessor with our id left behind
         spool = o.spool_dir or s.data_dir / "spool" / f"bridge-{s.bridge_id}"
-        self._publisher = EventPublisher(s.mqtt, client_id=f"flowbank-bridge-{s.bridge_id}", spool_dir=spool)
+        self._publisher = EventPublisher(s.mqtt, client_id=f"flowbank-bridge-{s.bridge_id}", spool_dir=spool,
+                                         on_acked=self._stats.on_acked if self._stats else None)
         self._publisher.start()
         self._ctx = BridgeContext(
             bridge_id=s.bridge_id, publisher=self._publisher, registry=registry, queue=queue,
             tx_ids=TransactionIds(registry.allocate_transaction_ids, o.transaction_id_block), clock=self._clock,
             new_message_id=self._new_message_id, heartbeat_interval_s=s.heartbeat_interval_s,
             response_timeout_s=s.ocpp_response_timeout_s, authorization=self._authorization, spawn=self._spawn,
-            max_frame_bytes=o.max_frame_bytes,
+            max_frame_bytes=o.max_frame_bytes, publish_at=self._publisher.publish,
         )
         self._channel = CommandChannel(
             s.mqtt, bridge_id=s.bridge_id, queue=queue, publisher=self._publisher, sessions=self.sessions,
             clock=self._clock, sweep_interval_s=o.sweep_interval_s,
-            abandoned_after_s=2 * s.ocpp_response_timeout_s + 60.0, session_expiry_s=o.command_session_expiry_s,
+            abandoned_after_s=2 * s.ocpp_response_timeout_s + 60.0,
+            session_expiry_s=min(o.command_session_expiry_s, s.mqtt_session_expiry_s),
         )
         await self._channel.start()
         authenticator = Authenticator(registry, auto_register=s.bridge_auto_register)
@@ -163,6 +174,9 @@ class Bridge:
             ping_timeout=o.ping_timeout_s, close_timeout=o.close_timeout_s, open_timeout=o.open_timeout_s,
             reuse_port=o.reuse_port,
         )
+        if self._stats is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.write_stats)
+            self.write_stats()
         scheme = "wss" if s.bridge_tls_cert else "ws"
         log.info("bridge %s listening on %s://%s:%d/ocpp/{charge_point_id}", s.bridge_id, scheme,
                  s.bridge_host, self.port)
@@ -187,7 +201,22 @@ class Bridge:
             await asyncio.to_thread(self._publisher.stop, self.options.publisher_stop_timeout_s)
         if self._pool is not None:
             await self._pool.close()
+        if self._stats is not None:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+            self.write_stats()
         log.info("bridge %s stopped", self.settings.bridge_id)
+
+    def write_stats(self) -> None:
+        """Dump the latency histogram and the publisher's counters (bridge option ``stats_file``)."""
+        if self._stats is None:
+            return
+        publisher = self._publisher.stats() if self._publisher is not None else None
+        try:
+            self._stats.write(bridge_id=self.settings.bridge_id, sessions=len(self.sessions),
+                              published_acked=publisher.published_acked if publisher else 0,
+                              pending=publisher.pending if publisher else 0)
+        except OSError:
+            log.exception("cannot write the stats file %s", self._stats.path)
 
     async def _handle(self, ws: ServerConnection) -> None:
         if self._ctx is None or self._queue is None:  # pragma: no cover - serve() starts after both
@@ -238,14 +267,20 @@ async def serve_bridge(settings: Settings, *, stop: asyncio.Event, reuse_port: b
 
 
 def run_bridge(settings: Settings, *, reuse_port: bool = False) -> int:
-    """Blocking: serve until SIGINT or SIGTERM. Returns the process exit code."""
+    """Blocking: serve until SIGINT or SIGTERM. Returns the process exit code.
+
+    ``FLOWBANK_BRIDGE_STATS_FILE`` (a benchmark knob, not a setting) turns on the latency stats
+    file, see :class:`BridgeOptions`.
+    """
+    stats_file = os.environ.get(STATS_FILE_ENV)
+    options = BridgeOptions(reuse_port=reuse_port, stats_file=Path(stats_file) if stats_file else None)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_bridge(settings, stop=stop, reuse_port=reuse_port)
+        await serve_bridge(settings, stop=stop, reuse_port=reuse_port, options=options)
 
     try:
         asyncio.run(main())

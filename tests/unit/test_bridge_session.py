@@ -24,6 +24,7 @@ from control.contract import (
     Event,
     MeterSample,
     OcppVersion,
+    TransactionEvent,
     encode,
 )
 from ingest.csms import BridgeContext, ChargerSession, TransactionIds
@@ -131,6 +132,23 @@ def test_replies_and_events() -> None:
         assert meter == [3, "m", {}]
         assert h.of(MeterSample)[0].energy_wh == 12_500
         assert not h.of(DeadLetter)
+
+    asyncio.run(scenario())
+
+
+def test_a_repeated_start_transaction_keeps_its_transaction_id() -> None:
+    """A duplicated StartTransaction (same message id, or sent again with a new one because the
+    answer got lost) is one transaction: a second id would leave an empty phantom session behind
+    and close the real one early."""
+    async def scenario() -> None:
+        h = Harness()
+        start = {"connectorId": 1, "idTag": "T", "meterStart": 1_000, "timestamp": "2026-11-20T10:00:00Z"}
+        first = (await h.call("a", "StartTransaction", start))[2]["transactionId"]
+        same_id = (await h.call("a", "StartTransaction", start))[2]["transactionId"]
+        new_id = (await h.call("b", "StartTransaction", start))[2]["transactionId"]
+        later = (await h.call("c", "StartTransaction", {**start, "timestamp": "2026-11-20T11:00:00Z"}))[2]
+        assert first == same_id == new_id != later["transactionId"]
+        assert {e.transaction_id for e in h.of(TransactionEvent)} == {str(first), str(later["transactionId"])}
 
     asyncio.run(scenario())
 
