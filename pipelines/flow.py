@@ -37,7 +37,7 @@ from control.settings import Settings
 from control.topics import COMMAND_RESULTS_ALL, DEAD_LETTERS_ALL, EVENTS_ALL
 from pipelines.decode import Decoded, decode_message
 from pipelines.mqtt_source import MqttMessage, MqttSource
-from pipelines.sessions import ChargerState, SessionConfig, next_deadline, on_timer, step
+from pipelines.sessions import ChargerState, SessionConfig, next_deadline, on_timer, placed, step
 
 Clock = Callable[[], datetime]
 
@@ -67,7 +67,7 @@ class SessionLogic(StatefulLogic[c.Event, Any, ChargerState]):
         if isinstance(value, c.MeterSample):
             # The raw sample travels with its verdict, ahead of it, so the store sees the row
             # before (usually in the same batch as) the quality flags that update it.
-            return [value, *out], self._state is None
+            return [placed(value, out), *out], self._state is None
         return out, self._state is None
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
@@ -151,7 +151,8 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
                           client_prefix=f"flowbank-{settings.pipeline_id}", partitions=partitions,
                           session_expiry_s=settings.mqtt_session_expiry_s),
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
-        lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb"),
+        lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb",
+                      journal_dir=settings.data_dir / "lake-journal"),
         live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
         lake_tick=TickSource(timedelta(seconds=10)),
     )

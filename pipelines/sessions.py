@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Final
@@ -212,6 +212,19 @@ def on_timer(state: ChargerState, *, now: datetime, config: SessionConfig) -> tu
     _expire(state, now, config)
     _flush(state, now, config, out)
     return state, out
+
+
+def placed(sample: MeterSample, outputs: list[Output]) -> MeterSample:
+    """The raw sample as it is stored: on the connector ``step`` placed it on.
+
+    A 1.6 StopTransaction's ``transactionData`` and the 2.0.1 TransactionEvents after the first
+    name no connector (connector 0); ``step`` finds the connector by the transaction id, and the
+    stored row must say the same as its verdict and its session's other samples (samples are
+    keyed and read by connector)."""
+    for out in outputs:
+        if type(out) is SampleVerdict and out.connector_id != sample.connector_id and out.ts == sample.ts:
+            return replace(sample, connector_id=out.connector_id)
+    return sample
 
 
 def next_deadline(state: ChargerState, config: SessionConfig) -> datetime | None:

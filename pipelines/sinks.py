@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from bytewax.inputs import SimplePollingSource
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -90,17 +90,51 @@ class Tick:
     __slots__ = ()
 
 
-class TickSource(SimplePollingSource[Tick]):
-    """A Tick every ``interval``: keeps the lake's freshness bound while no data flows."""
+class _TickPartition(StatefulSourcePartition[Tick, None]):
+    def __init__(self, interval: timedelta, nap: timedelta, clock: Clock) -> None:
+        self._interval, self._nap, self._clock = interval, nap, clock
+        self._due = clock() + interval
 
-    def next_item(self) -> Tick:
-        return Tick()
+    def next_batch(self) -> list[Tick]:
+        now = self._clock()
+        if now < self._due:
+            return []
+        self._due = now + self._interval
+        return [Tick()]
+
+    def next_awake(self) -> datetime:
+        return min(self._due, self._clock() + self._nap)
+
+    def snapshot(self) -> None:
+        return None
+
+
+class TickSource(FixedPartitionedSource[Tick, None]):
+    """A Tick every ``interval``: keeps the lake's freshness bound while no data flows.
+
+    It wakes up every ``nap`` (keep it well below the epoch interval) and says nothing until a
+    tick is due. Bytewax 0.21 runs a worker at 100 % CPU for as long as any input of the flow
+    sleeps longer than the epoch interval: with ``SimplePollingSource(10 s)`` and 1 s epochs an
+    idle pipeline kept a core busy (measured: 99 % of a core; 4 % with naps)."""
+
+    def __init__(self, interval: timedelta, *, nap: timedelta = timedelta(milliseconds=200),
+                 clock: Clock = _utc_now) -> None:
+        self._interval, self._nap, self._clock = interval, nap, clock
+
+    def list_parts(self) -> list[str]:
+        return ["tick"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _TickPartition:
+        return _TickPartition(self._interval, self._nap, self._clock)
 
 
 class _LakePartition(StatefulSinkPartition[Any, None]):
-    def __init__(self, root: Path, views_db: Path, clock: Clock, maintenance_every: timedelta) -> None:
+    def __init__(self, root: Path, views_db: Path, clock: Clock, maintenance_every: timedelta,
+                 journal_dir: Path | None) -> None:
         self._lake = ParquetLake(root, views_db=views_db)
-        self._buffer = LakeBuffer(self._lake)
+        # The journal keeps the buffered rows across a crash: their messages are acknowledged to
+        # the broker (at the snapshot after next) long before the buffer is written (up to 30 s).
+        self._buffer = LakeBuffer(self._lake, journal_dir=journal_dir, now=clock())
         self._clock = clock
         self._maintenance_every = maintenance_every
         self._next_maintenance = clock() + timedelta(minutes=1)
@@ -135,22 +169,27 @@ class _LakePartition(StatefulSinkPartition[Any, None]):
             self._maintain(now)
 
     def snapshot(self) -> None:
+        self._buffer.sync()  # before the source acknowledges this epoch's messages
         return None
 
     def close(self) -> None:
-        self._buffer.flush()
-        self._lake.close()
+        try:
+            self._buffer.flush()
+        finally:
+            self._buffer.close()
+            self._lake.close()
 
 
 class LakeSink(FixedPartitionedSink[Any, None]):
     """One partition: DuckDB-side files have exactly one writer, whatever the worker count."""
 
     def __init__(self, root: Path, views_db: Path, clock: Clock = _utc_now,
-                 maintenance_every: timedelta = timedelta(hours=1)) -> None:
+                 maintenance_every: timedelta = timedelta(hours=1), journal_dir: Path | None = None) -> None:
         self._root = root
         self._views_db = views_db
         self._clock = clock
         self._maintenance_every = maintenance_every
+        self._journal_dir = journal_dir
 
     def list_parts(self) -> list[str]:
         return ["lake"]
@@ -159,7 +198,7 @@ class LakeSink(FixedPartitionedSink[Any, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LakePartition:
-        return _LakePartition(self._root, self._views_db, self._clock, self._maintenance_every)
+        return _LakePartition(self._root, self._views_db, self._clock, self._maintenance_every, self._journal_dir)
 
 
 class _LivePartition(StatelessSinkPartition[r.LiveState]):

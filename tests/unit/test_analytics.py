@@ -504,6 +504,32 @@ def test_a_failed_flush_keeps_the_rows_for_the_next_try(paths: tuple[Path, Path]
     assert query(paths[1], "select count(*) from dead_letters") == [(1,)]
 
 
+def test_the_journal_gives_a_crashed_buffers_rows_to_the_next_one(lake: ParquetLake, paths: tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+    """The pipeline acknowledges its input long before the buffer is written: a SIGKILL must not
+    take the buffered rows with it."""
+    journal = tmp_path / "journal"
+    crashed = LakeBuffer(lake, journal_dir=journal, now=T0)
+    crashed.add("meter_samples", [MeterSample("CP1", 1, T0 + timedelta(seconds=i)) for i in range(3)], T0)
+    crashed.add("dead_letters", [DeadLetter(T0, "bridge", "r", "x")], T0)
+    crashed.add("meter_samples", [MeterSample("CP1", 1, T0 + timedelta(seconds=3))], T0)
+    crashed.sync()
+    assert len(list(journal.glob("*.arrows"))) == 2
+    # killed here: nothing flushed, nothing closed; a torn write at the end of one journal
+    with open(sorted(journal.glob("meter_samples.*"))[0], "ab") as torn:
+        torn.write(b"\xff\xff\xff\xff\x10\x00")
+    successor = LakeBuffer(lake, journal_dir=journal, now=T0 + timedelta(minutes=1))
+    assert successor.pending_rows("meter_samples") == 4 and successor.pending_rows("dead_letters") == 1
+    assert len(list(journal.glob("*.arrows"))) == 2  # the rows now live in the successor's journal
+    assert successor.maybe_flush(T0 + timedelta(minutes=1, seconds=29)) == []  # their age counts from the replay
+    assert len(successor.flush()) == 2 and not list(journal.glob("*.arrows"))
+    successor.close()
+    assert query(paths[1], "select count(*) from meter_samples union all select count(*) from dead_letters") == [
+        (4,), (1,)]
+    assert LakeBuffer(lake, journal_dir=journal).pending_rows("meter_samples") == 0
+    crashed.close()  # the "killed" process's file handles (their files are gone by now)
+
+
 def test_bad_rows_are_refused_before_they_are_buffered(lake: ParquetLake) -> None:
     buffer = LakeBuffer(lake)
     with pytest.raises(SchemaMismatchError):

@@ -12,6 +12,7 @@ from control.records import LiveState, SessionRecord, SessionState
 from control.topics import topic_for
 from pipelines.flow import FlowParts, build_dataflow
 from pipelines.mqtt_source import MqttMessage
+from pipelines.sinks import Tick, TickSource
 
 T0 = datetime(2026, 3, 31, 23, 0, tzinfo=UTC)
 CP = "CP-FLOW-1"
@@ -100,3 +101,90 @@ def test_bridge_dead_letters_and_command_results_are_stored_as_they_are() -> Non
     stored, _ = _run([_message(letter), _message(result)])
     assert letter in stored
     assert result in stored
+
+
+def test_samples_that_name_no_connector_are_stored_on_their_sessions_connector() -> None:
+    """2.0.1 TransactionEvents after the first and a 1.6 Stop's transactionData say connector 0;
+    the stored rows (and their verdicts, which key on the connector) are on the session's one."""
+    start = T0 + timedelta(seconds=5)
+    events: list[c.Event] = [
+        c.TransactionEvent(CP, 2, start, c.TransactionKind.STARTED, "tx-2", meter_wh=5_000.0, received_at=start),
+        *(c.MeterSample(CP, 0, start + timedelta(minutes=m), transaction_id="tx-2", energy_wh=5_000.0 + 100.0 * m,
+                        received_at=start + timedelta(minutes=m)) for m in (1, 2)),
+        c.MeterSample(CP, 0, start + timedelta(minutes=3), context=c.SampleContext.TRANSACTION_END,
+                      transaction_id="tx-2", energy_wh=5_300.0, received_at=start + timedelta(minutes=3)),
+        c.TransactionEvent(CP, 0, start + timedelta(minutes=3), c.TransactionKind.ENDED, "tx-2", meter_wh=5_300.0,
+                           received_at=start + timedelta(minutes=3)),
+    ]
+    stored, _ = _run([_message(e) for e in events])
+    samples = [x for x in stored if isinstance(x, c.MeterSample)]
+    verdicts = [x for x in stored if type(x).__name__ == "SampleVerdict"]
+    assert len(samples) == 3 and {s.connector_id for s in samples} == {2}
+    assert {(v.connector_id, v.ts, v.session_id) for v in verdicts} == {
+        (2, s.ts, f"{CP}:2:tx-2") for s in samples}
+    final = max((x for x in stored if isinstance(x, SessionRecord)), key=lambda s: s.revision)
+    assert (final.session_id, final.energy_wh, final.state) == (f"{CP}:2:tx-2", 300.0, SessionState.CLOSED)
+
+
+def test_the_lake_tick_says_nothing_until_due_and_never_sleeps_past_a_nap() -> None:
+    now = [T0]
+    part = TickSource(timedelta(seconds=10), nap=timedelta(milliseconds=200), clock=lambda: now[0]).build_part(
+        "tick", "tick", None)
+    assert part.next_batch() == [] and part.next_awake() == T0 + timedelta(milliseconds=200)
+    now[0] = T0 + timedelta(seconds=10)
+    assert [type(t) for t in part.next_batch()] == [Tick] and part.next_batch() == []
+    assert part.next_awake() == now[0] + timedelta(milliseconds=200)
+
+
+IDLE_FLOW = """
+import sys
+from datetime import UTC, datetime, timedelta
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.testing import run_main
+from pipelines.sinks import TickSource
+
+class Idle(StatefulSourcePartition):  # like the MQTT source with nothing to read
+    def next_batch(self): return []
+    def next_awake(self): return datetime.now(UTC) + timedelta(milliseconds=10)
+    def snapshot(self): return None
+
+class IdleSource(FixedPartitionedSource):
+    def list_parts(self): return ["0"]
+    def build_part(self, step_id, for_part, resume_state): return Idle()
+
+flow = Dataflow("idle")
+items = op.merge("m", op.input("mqtt", flow, IdleSource()), op.input("tick", flow, TickSource(timedelta(seconds=10))))
+op.inspect("out", items, lambda *a: None)
+print("running", flush=True)
+run_main(flow, epoch_interval=timedelta(seconds=1))
+"""
+
+
+def test_an_idle_flow_with_the_lake_tick_does_not_spin() -> None:
+    """Bytewax 0.21 keeps a worker at 100 % CPU while an input sleeps past the epoch interval;
+    an idle pipeline with a 10 s tick and 1 s epochs burned a whole core."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    child = subprocess.Popen([sys.executable, "-c", IDLE_FLOW], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "running"
+        time.sleep(1.0)  # past the start-up
+
+        def cpu_s() -> float:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before, start = cpu_s(), time.monotonic()
+        time.sleep(3.0)
+        share = (cpu_s() - before) / (time.monotonic() - start)
+    finally:
+        child.kill()
+        child.communicate(timeout=10)
+    assert share < 0.5, f"an idle flow used {share:.0%} of a core"
