@@ -28,7 +28,7 @@ Usage::
     .venv/bin/python bench/bridge_bench.py --processes 2         # scale-out on one port
     .venv/bin/python bench/bridge_bench.py --no-deflate --seconds 20 --rates 1000,1800
     .venv/bin/python bench/bridge_bench.py --profile var/prof     # cProfile the bridge, flat out only
-    .venv/bin/python bench/bridge_bench.py --compare-ocpp-only   # validation: ours vs the ocpp library
+    .venv/bin/python bench/bridge_stages.py --ocpp                # in-process stage costs, vs the ocpp library
 
 The bridge runs from the tree the script sits in (``python -m flowbank.cli`` with that tree as
 the working directory): to measure another version, run the ``bench/bridge_bench.py`` of a copy
@@ -324,48 +324,6 @@ def table(rows: list[Row], cores: int) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- validation comparison
-
-
-def compare_validation(n: int = 2000) -> str:
-    """In-process: our parse + fastjsonschema vs the ocpp library's unpack + jsonschema + key conversion."""
-    from datetime import UTC, datetime
-
-    import orjson
-    from ocpp.charge_point import camel_to_snake_case
-    from ocpp.messages import _validate_payload, unpack
-
-    from control.contract import OcppVersion
-    from ingest import replies
-    from ingest.validation import parse_frame, validate_call
-
-    sys.path.insert(0, str(HERE))
-    from bridge_loadgen import meter_values
-
-    raw = orjson.dumps([2, "m1", "MeterValues", meter_values(1, 10_001, datetime.now(UTC))])
-    handled = frozenset(replies.handlers(OcppVersion.V16))
-
-    def ours() -> None:
-        validate_call(OcppVersion.V16, parse_frame(raw, OcppVersion.V16), handled)  # type: ignore[arg-type]
-
-    def stock() -> None:
-        msg = unpack(raw.decode())
-        _validate_payload(msg, "1.6")
-        camel_to_snake_case(msg.payload)
-
-    out = [f"validation of one {len(raw)}-byte MeterValues frame, CPU µs per frame (best of 3 x {n}):"]
-    for label, fn in (("bridge: orjson + fastjsonschema", ours), ("ocpp library: unpack + jsonschema + snake_case",
-                                                                    stock)):
-        best = float("inf")
-        for _ in range(3):
-            t = time.process_time()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.process_time() - t) / n)
-        out.append(f"  {label}: {best * 1e6:.0f} µs  (~{1 / best:,.0f} frames/s on one core)")
-    return "\n".join(out)
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -380,13 +338,10 @@ def main() -> int:
     p.add_argument("--no-deflate", action="store_true", help="chargers do not offer permessage-deflate")
     p.add_argument("--mqtt-url", help="use this broker instead of a private Mosquitto")
     p.add_argument("--profile", type=Path, help="cProfile the bridge(s) into this directory (flat out only)")
-    p.add_argument("--compare-ocpp", action="store_true", help="also time the ocpp library's validation path")
-    p.add_argument("--compare-ocpp-only", action="store_true", help="only the validation comparison")
+    p.add_argument("--compare-ocpp", action="store_true",
+                   help="also print bench/bridge_stages.py --ocpp (in-process stage costs, ocpp library validation)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args()
-    if args.compare_ocpp_only:
-        print(compare_validation())
-        return 0
     settings = read_settings()
     cores = os.cpu_count() or 1
     info = machine_info(args)
@@ -444,7 +399,8 @@ def main() -> int:
         print(table(rows, cores))
         if args.compare_ocpp:
             print()
-            print(compare_validation())
+            sys.stdout.flush()
+            subprocess.run([sys.executable, str(HERE / "bridge_stages.py"), "--ocpp"], check=False)
         if args.json:
             args.json.write_text(json.dumps({"info": info, "rows": [r.__dict__ for r in rows]}, indent=1))
     finally:
