@@ -171,8 +171,12 @@ def create_database(settings: Settings, chargers: list[str]) -> tuple[str, str]:
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     dsn = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    apply_migrations(dsn)
-    ensure_demo_chargers(dsn, chargers, PASSWORD)  # scrypt: ~75 ms per charger
+    try:
+        apply_migrations(dsn)
+        ensure_demo_chargers(dsn, chargers, PASSWORD)  # scrypt: ~75 ms per charger
+    except BaseException:
+        drop_database(settings, name)
+        raise
     return dsn, name
 
 

@@ -4,8 +4,10 @@ The event-loop (main) thread is profiled between two SIGUSR2 signals, so connect
 scrypt password checks stay out of it; the publisher's pump thread and paho's network threads
 (the command channel) are profiled for their whole life (they are idle before the load starts).
 Times are each thread's CPU time (``time.thread_time``), so waiting for the GIL or for I/O does
-not count. At exit the profiles are written as pstats files to ``DIR`` with a ``summary.txt`` of
-the top functions by own time.
+not count (``PROFILE_WALL=1``: wall-clock time for the event loop, which shows those waits; the
+per-call cost of ``thread_time`` inflates functions with many small calls either way). At exit
+the profiles are written as pstats files to ``DIR`` with a ``summary.txt`` of the top functions
+by own time.
 
 Usage: ``python bench/bridge_profile.py DIR bridge [--reuse-port]`` (the environment as for
 ``flowbank bridge``).

@@ -306,13 +306,15 @@ def catch_up(plat: Platform, *, dsn: str, ids: list[str], frames: int, workdir: 
     before = count(dsn, "meter_samples")
     plat.start_pipeline()
     t0, cpu0 = time.monotonic(), cpu_seconds(pipeline.pid)
-    wait_until(lambda: count(dsn, "meter_samples") - before >= answered, timeout=timeout,
-               what=f"the pipeline to catch up {answered} frames", interval=0.25, on_timeout=pipeline.tail)
+    while not (done := count(dsn, "meter_samples") - before >= answered) and time.monotonic() - t0 < timeout:
+        time.sleep(0.25)
     elapsed = time.monotonic() - t0
+    stored = count(dsn, "meter_samples") - before
     loadavg = os.getloadavg()
     return PhaseResult(
-        name="pipeline, catching up alone", seconds=round(elapsed, 1), offered_per_s=0.0, drain_s=round(elapsed, 1),
-        stored_per_s=round(answered / elapsed, 1), store_p50_ms=None, store_p99_ms=None, store_max_ms=None,
+        name="pipeline, catching up alone", seconds=round(elapsed, 1), offered_per_s=0.0,
+        drain_s=round(elapsed, 1) if done else -1.0, stored_per_s=round(stored / elapsed, 1),
+        store_p50_ms=None, store_p99_ms=None, store_max_ms=None,
         arrived=answered, cpu_pct={"pipeline": round(100.0 * (cpu_seconds(pipeline.pid) - cpu0) / elapsed, 1)},
         loadavg=(round(loadavg[0], 2), round(loadavg[1], 2), round(loadavg[2], 2)))
 
@@ -418,7 +420,8 @@ def main() -> int:
         if live is not None:
             live.close()
         broker.stop()
-        drop_database(admin, db_name)
+        if not args.keep:
+            drop_database(admin, db_name)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     report(results, args)

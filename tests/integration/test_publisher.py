@@ -326,7 +326,8 @@ def test_broker_restart_mid_stream_loses_nothing(private_broker: _Broker, tmp_pa
     """Messages in flight when the connection drops are re-sent by paho after reconnecting."""
     prefix = f"rst{uuid.uuid4().hex[:8]}"
     endpoint = _local(private_broker.port)
-    events = _events(prefix, 4_000)
+    # Enough that the restart lands while many are still unacknowledged, even for a fast publisher.
+    events = _events(prefix, 25_000)
     private_broker.start()
     subscriber = _Subscriber(endpoint, prefix, persistent_id=f"{prefix}-sub")  # reconnects by itself
     publisher = EventPublisher(endpoint, client_id=f"{prefix}-bridge", spool_dir=tmp_path / "spool")
@@ -339,8 +340,8 @@ def test_broker_restart_mid_stream_loses_nothing(private_broker: _Broker, tmp_pa
         private_broker.stop()
         assert publisher.stats().pending > 0, "the restart must hit messages still on their way"
         private_broker.start()
-        _wait_until(lambda: publisher.stats().pending == 0, 15, "every PUBACK after the restart")
-        _wait_for_all(subscriber, publisher, len(events), 10, "every event at the subscriber")
+        _wait_until(lambda: publisher.stats().pending == 0, 60, "every PUBACK after the restart")
+        _wait_for_all(subscriber, publisher, len(events), 60, "every event at the subscriber")
     finally:
         publisher.stop(timeout=2)
         subscriber.close()
