@@ -195,7 +195,14 @@ EOF
 stop_services() {
     local dir="$STATE_DIR/mosquitto"
     if [ -f "$dir/mosquitto.pid" ]; then
-        kill "$(cat "$dir/mosquitto.pid")" 2>/dev/null || true
+        local pid
+        pid=$(cat "$dir/mosquitto.pid")
+        kill "$pid" 2>/dev/null || true
+        # It writes its persistence file on the way out: wait for it to finish.
+        for _ in $(seq 1 120); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
         rm -f "$dir/mosquitto.pid"
     fi
     pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" stop 2>/dev/null || true
