@@ -55,6 +55,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +64,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +109,10 @@ def naive_consumer(dsn: str, url: str, ready_file: str) -> None:
 
     parts = urlsplit(url)
     conn = psycopg.connect(dsn, autocommit=True)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"naive-{secrets.token_hex(3)}",
-                         protocol=mqtt.MQTTv5)
+    # A persistent session, like the pipeline's, so that its catch-up phase can be measured too.
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flowbank-bench-naive", protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
 
     def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         event = decode(bytes(msg.payload))
@@ -119,11 +124,13 @@ def naive_consumer(dsn: str, url: str, ready_file: str) -> None:
 
     client.on_message = on_message
     client.on_connect = lambda c, u, f, rc, p: c.subscribe("flowbank/v1/ev/+/meter_sample", qos=1)
+
     def on_subscribe(c: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         Path(ready_file).write_text("ready")
 
     client.on_subscribe = on_subscribe
-    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30, clean_start=False,
+                   properties=props)
     client.loop_forever()
 
 
@@ -285,13 +292,12 @@ def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str
     )
 
 
-def catch_up(plat: Platform, *, dsn: str, ids: list[str], frames: int, workdir: Path,
-             timeout: float) -> PhaseResult:
-    """The pipeline alone: stopped, ``frames`` MeterValues queue up at the broker (its persistent
-    session), then it starts and works the backlog off with the machine to itself."""
-    pipeline = plat.child("pipeline")
-    pipeline.stop()
-    gen = LoadGen(plat.bridge_url, ids, workdir / "loadgen-catch-up.log")
+def catch_up(name: str, plat: Platform, consumer: Child, restart: Callable[[], object], *, dsn: str, table: str,
+             ids: list[str], frames: int, workdir: Path, timeout: float) -> PhaseResult:
+    """One consumer alone: stopped, ``frames`` MeterValues queue up at the broker (its persistent
+    session), then it starts again and works them off with the machine to itself."""
+    consumer.stop()
+    gen = LoadGen(plat.bridge_url, ids, workdir / f"loadgen-catch-up-{consumer.name}.log")
     try:
         gen.command("rate 0")  # flat out
         answered = 0
@@ -303,19 +309,24 @@ def catch_up(plat: Platform, *, dsn: str, ids: list[str], frames: int, workdir: 
         answered += gen.command("mark")["results"]
     finally:
         gen.stop()
-    before = count(dsn, "meter_samples")
-    plat.start_pipeline()
-    t0, cpu0 = time.monotonic(), cpu_seconds(pipeline.pid)
-    while not (done := count(dsn, "meter_samples") - before >= answered) and time.monotonic() - t0 < timeout:
+    before, restarted, t0 = count(dsn, table), datetime.now(UTC), time.monotonic()
+    restart()  # the naive consumer may work off much of the backlog before its SUBACK says it is ready
+    while not (done := count(dsn, table) - before >= answered) and time.monotonic() - t0 < timeout:
         time.sleep(0.25)
-    elapsed = time.monotonic() - t0
-    stored = count(dsn, "meter_samples") - before
+    # From the first row stored to the last: the consumer's start-up is not part of its rate.
+    query = sql.SQL("select count(*), extract(epoch from max(received_at) - min(received_at)) from {}"
+                    " where received_at >= %s").format(sql.Identifier(table))
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query, (restarted,)).fetchone()
+    stored, elapsed = (int(row[0]), float(row[1] or 0.0)) if row else (0, 0.0)
+    elapsed = max(elapsed, 1e-3)
     loadavg = os.getloadavg()
     return PhaseResult(
-        name="pipeline, catching up alone", seconds=round(elapsed, 1), offered_per_s=0.0,
+        name=name, seconds=round(elapsed, 1), offered_per_s=0.0,
         drain_s=round(elapsed, 1) if done else -1.0, stored_per_s=round(stored / elapsed, 1),
         store_p50_ms=None, store_p99_ms=None, store_max_ms=None,
-        arrived=answered, cpu_pct={"pipeline": round(100.0 * (cpu_seconds(pipeline.pid) - cpu0) / elapsed, 1)},
+        arrived=answered,
+        cpu_pct={consumer.name: round(100.0 * cpu_seconds(consumer.pid) / (time.monotonic() - t0), 1)},  # a new process
         loadavg=(round(loadavg[0], 2), round(loadavg[1], 2), round(loadavg[2], 2)))
 
 
@@ -397,7 +408,8 @@ def main() -> int:
                     consumers={"bridge": bridge.pid, "pipeline": pipeline.pid}, drain_timeout=args.drain_timeout))
                 print(json.dumps(asdict(results[-1])), flush=True)
             if args.catch_up > 0:
-                results.append(catch_up(plat, dsn=dsn, ids=ids, frames=args.catch_up, workdir=workdir,
+                results.append(catch_up("pipeline, catching up alone", plat, pipeline, plat.start_pipeline, dsn=dsn,
+                                        table="meter_samples", ids=ids, frames=args.catch_up, workdir=workdir,
                                         timeout=args.drain_timeout))
                 print(json.dumps(asdict(results[-1])), flush=True)
             pipeline.stop()
@@ -408,13 +420,24 @@ def main() -> int:
                                               dsn, "--mqtt", mqtt_url(broker.endpoint), "--ready-file", str(ready)],
                                     plat.env(), workdir / "logs" / "naive.log")
                 plat.children.append(naive_child.start())
-                wait_until(ready.exists, timeout=30, what="the naive consumer to subscribe",
-                           on_timeout=naive_child.tail)
+                def start_naive() -> None:
+                    ready.unlink(missing_ok=True)
+                    if not naive_child.running():
+                        naive_child.start()
+                    wait_until(ready.exists, timeout=30, what="the naive consumer to subscribe",
+                               on_timeout=naive_child.tail)
+
+                start_naive()
                 for rate in rates:
                     results.append(run_phase(
                         "naive baseline", dsn=dsn, table=NAIVE_TABLE, bridge_url=plat.bridge_url, ids=ids,
                         rate=rate, seconds=args.seconds, warmup=args.warmup, workdir=workdir, live=None,
                         consumers={"bridge": bridge.pid, "naive": naive_child.pid}, drain_timeout=args.drain_timeout))
+                    print(json.dumps(asdict(results[-1])), flush=True)
+                if args.catch_up > 0:
+                    results.append(catch_up("naive baseline, catching up alone", plat, naive_child, start_naive,
+                                            dsn=dsn, table=NAIVE_TABLE, ids=ids, frames=args.catch_up,
+                                            workdir=workdir, timeout=args.drain_timeout))
                     print(json.dumps(asdict(results[-1])), flush=True)
     finally:
         if live is not None:
@@ -446,10 +469,14 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> None:
               f"{' / '.join(f'{v:.1f}' for v in r.loadavg)} |")
     pipeline = [r for r in results if r.name == "pipeline"]
     naive = [r for r in results if r.name == "naive baseline"]
+    print()
     for p, n in zip(pipeline, naive, strict=False):
         if n.stored_per_s:
-            print(f"\nat {p.offered_per_s:.0f} frames/s offered: pipeline / naive stored rows/s = "
+            print(f"at {p.offered_per_s:.0f} frames/s offered: pipeline / naive stored rows/s = "
                   f"{p.stored_per_s / n.stored_per_s:.2f}")
+    alone = {r.name.split(",")[0]: r.stored_per_s for r in results if r.name.endswith("catching up alone")}
+    if alone.get("naive baseline"):
+        print(f"catching up alone: pipeline / naive rows/s = {alone['pipeline'] / alone['naive baseline']:.2f}")
 
 
 def _s(ms: float | None) -> str:
