@@ -668,52 +668,131 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 
 
 def _from_json(name: str, hint: Any, raw: Any) -> Any:
+    """Convert one JSON value to the field type ``hint`` (uncached; see :func:`_converter`)."""
+    return _converter(name, hint)(raw)
+
+
+_Converter = typing.Callable[[Any], Any]
+
+
+def _number(name: str) -> _Converter:
+    def convert(raw: Any) -> Any:
+        kind = type(raw)
+        if kind is float:
+            return raw
+        if kind is int:
+            try:
+                return float(raw)
+            except OverflowError:
+                raise ContractError(f"{name}: number out of range") from None
+        if kind is bool or not isinstance(raw, int | float):
+            raise ContractError(f"{name}: expected a number")
+        return float(raw)
+
+    return convert
+
+
+def _converter(name: str, hint: Any) -> _Converter:
+    """A function turning a JSON value into the field type ``hint``, decided once per field.
+
+    Decoding is on the pipeline's hot path (one call per MQTT message): the type inspection
+    happens here, once per class and field, not per value.
+    """
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if raw is None:
-            if len(args) == len(typing.get_args(hint)):
-                raise ContractError(f"{name}: must not be null")
-            return None
-        if len(args) == 1:
-            return _from_json(name, args[0], raw)
-        return raw  # a union of JSON scalars (params values): checked by __post_init__
+        all_args = typing.get_args(hint)
+        args = [a for a in all_args if a is not type(None)]
+        nullable = len(args) != len(all_args)
+        inner: _Converter | None = _converter(name, args[0]) if len(args) == 1 else None
+
+        def union(raw: Any) -> Any:
+            if raw is None:
+                if not nullable:
+                    raise ContractError(f"{name}: must not be null")
+                return None
+            if inner is None:
+                return raw  # a union of JSON scalars (params values): checked by __post_init__
+            return inner(raw)
+
+        return union
     if hint is datetime:
-        return _parse_ts(name, raw)
+        return lambda raw: _parse_ts(name, raw)
     if isinstance(hint, type) and issubclass(hint, StrEnum):
-        try:
-            return hint(raw)
-        except ValueError as exc:
-            raise ContractError(f"{name}: {str(raw)[:40]!r} is not one of {[m.value for m in hint]}") from exc
+        enum_type: type[StrEnum] = hint
+        members: dict[Any, StrEnum] = {m.value: m for m in enum_type}
+
+        def enum(raw: Any) -> Any:
+            member = members.get(raw) if type(raw) is str else None
+            if member is None:
+                try:
+                    return enum_type(raw)
+                except ValueError as exc:
+                    raise ContractError(
+                        f"{name}: {str(raw)[:40]!r} is not one of {[m.value for m in enum_type]}") from exc
+            return member
+
+        return enum
     if origin is tuple:
-        if not isinstance(raw, list):
-            raise ContractError(f"{name}: expected a list")
         (item_hint, _ellipsis) = typing.get_args(hint)
-        return tuple(_from_json(f"{name}[]", item_hint, v) for v in raw)
+        item = _converter(f"{name}[]", item_hint)
+
+        def sequence(raw: Any) -> Any:
+            if not isinstance(raw, list):
+                raise ContractError(f"{name}: expected a list")
+            return tuple(item(v) for v in raw)
+
+        return sequence
     if origin in (Mapping, dict) or hint is Mapping:
-        if not isinstance(raw, dict):
-            raise ContractError(f"{name}: expected an object")
-        return dict(raw)
+
+        def mapping(raw: Any) -> Any:
+            if not isinstance(raw, dict):
+                raise ContractError(f"{name}: expected an object")
+            return dict(raw)
+
+        return mapping
     if hint is float:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ContractError(f"{name}: expected a number")
-        try:
-            return float(raw)
-        except OverflowError:
-            raise ContractError(f"{name}: number out of range") from None
+        return _number(name)
     if hint is int:
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ContractError(f"{name}: expected an integer")
-        return raw
+
+        def integer(raw: Any) -> Any:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise ContractError(f"{name}: expected an integer")
+            return raw
+
+        return integer
     if hint is bool:
-        if not isinstance(raw, bool):
-            raise ContractError(f"{name}: expected true or false")
-        return raw
+
+        def boolean(raw: Any) -> Any:
+            if not isinstance(raw, bool):
+                raise ContractError(f"{name}: expected true or false")
+            return raw
+
+        return boolean
     if hint is str:
-        if not isinstance(raw, str):
-            raise ContractError(f"{name}: expected a string")
-        return raw
+
+        def string(raw: Any) -> Any:
+            if not isinstance(raw, str):
+                raise ContractError(f"{name}: expected a string")
+            return raw
+
+        return string
     raise ContractError(f"{name}: unsupported field type {hint!r}")  # pragma: no cover - contract bug
+
+
+_FieldPlan = tuple[tuple[str, bool, _Converter], ...]  # (name, required, converter) per field
+_PLANS: dict[type[Any], _FieldPlan] = {}
+
+
+def _plan(cls: type[Any]) -> _FieldPlan:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = _hints(cls)
+        plan = _PLANS[cls] = tuple(
+            (f.name,
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+             _converter(f.name, hints[f.name]))
+            for f in dataclasses.fields(cls))
+    return plan
 
 
 def from_dict(cls: type[Any], data: Mapping[str, Any]) -> Any:
@@ -723,15 +802,14 @@ def from_dict(cls: type[Any], data: Mapping[str, Any]) -> Any:
     a missing required field, a wrong type or an invalid value raises :class:`ContractError`
     whose message starts with the event type.
     """
-    hints = _hints(cls)
     kwargs = {}
     try:
-        for fdef in dataclasses.fields(cls):
-            if fdef.name not in data:
-                if fdef.default is dataclasses.MISSING and fdef.default_factory is dataclasses.MISSING:
-                    raise ContractError(f"missing required field {fdef.name!r}")
+        for name, required, convert in _plan(cls):
+            if name not in data:
+                if required:
+                    raise ContractError(f"missing required field {name!r}")
                 continue
-            kwargs[fdef.name] = _from_json(fdef.name, hints[fdef.name], data[fdef.name])
+            kwargs[name] = convert(data[name])
         return cls(**kwargs)
     except ContractError as exc:
         raise ContractError(f"{cls.TYPE}: {exc}") from exc

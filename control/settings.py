@@ -92,6 +92,10 @@ class Settings:
     # How long the broker keeps a consumer's persistent session (and queues for it) while it is
     # away: the pipeline's and the bridge's command channel's. Longer outages lose messages.
     mqtt_session_expiry_s: int = 7 * 24 * 3600
+    # The pipeline's MQTT source holds messages until the oldest has waited this long (or 2,000
+    # are waiting), so downstream batches (and TimescaleDB transactions) are not tiny. 0 = hand
+    # over whatever has arrived.
+    pipeline_batch_ms: int = 100
     bridge_tls_cert: Path | None = None
     bridge_tls_key: Path | None = None
     bridge_auto_register: bool = False
@@ -261,6 +265,9 @@ def load_settings(environ: Mapping[str, str], toml: Mapping[str, Any] | None = N
     name, raw = get("mqtt_session_expiry_s")
     if raw is not None:
         values["mqtt_session_expiry_s"] = _parse_int(name, raw, minimum=60, maximum=2**32 - 1)
+    name, raw = get("pipeline_batch_ms")
+    if raw is not None:
+        values["pipeline_batch_ms"] = _parse_int(name, raw, minimum=0, maximum=10_000)
     name, raw = get("heartbeat_interval_s")
     if raw is not None:
         values["heartbeat_interval_s"] = _parse_int(name, raw, minimum=1, maximum=86_400)

@@ -149,7 +149,8 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
     return FlowParts(
         source=MqttSource(settings.mqtt, [EVENTS_ALL, DEAD_LETTERS_ALL, COMMAND_RESULTS_ALL],
                           client_prefix=f"flowbank-{settings.pipeline_id}", partitions=partitions,
-                          session_expiry_s=settings.mqtt_session_expiry_s),
+                          session_expiry_s=settings.mqtt_session_expiry_s,
+                          batch_window=timedelta(milliseconds=settings.pipeline_batch_ms)),
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
         lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb",
                       journal_dir=settings.data_dir / "lake-journal"),

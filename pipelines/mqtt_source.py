@@ -13,7 +13,11 @@ broker deliver it again, so processing is at least once and every consumer downs
 idempotent (energy from cumulative registers, upserts by natural keys and revisions).
 
 ``next_batch`` never blocks: paho's network thread puts messages on a queue, the partition
-drains up to ``max_batch`` of them per call (Bytewax is slow with unbatched sources).
+drains it and hands messages over in batches of up to ``max_batch``, and holds them back until
+the oldest has waited ``batch_window`` (or a batch is full). Bytewax is slow with unbatched
+sources, and every batch costs a TimescaleDB transaction downstream: measured in process with the
+real sinks, 10-message batches cost ~2 ms of CPU per message, 100-message batches ~0.9 ms. At
+1,000 messages/s a 100 ms window makes ~100-message batches for at most 100 ms of latency.
 """
 
 from __future__ import annotations
@@ -47,10 +51,42 @@ class MqttMessage:
     received_at: datetime
 
 
+class Batcher:
+    """Groups queued messages into batches for ``next_batch`` (no IO; time is passed in).
+
+    Drains the queue into a pending list and hands it over once it holds ``max_batch`` messages
+    or its oldest message (by ``received_at``) has waited ``window``. Until then it asks to be
+    called again at the deadline, or after ``idle_wait`` to keep draining the queue. Messages not
+    handed over are not acknowledged, so holding them back is safe across a crash.
+    """
+
+    def __init__(self, *, max_batch: int, window: timedelta, idle_wait: timedelta) -> None:
+        self._pending: list[tuple[MqttMessage, int]] = []
+        self._max_batch, self._window, self._idle_wait = max_batch, window, idle_wait
+
+    def take(self, source: queue.SimpleQueue[tuple[MqttMessage, int]],
+             now: datetime) -> tuple[list[tuple[MqttMessage, int]], datetime | None]:
+        """(the batch to hand over, possibly empty; when to be called next, None = at once)."""
+        pending = self._pending
+        try:
+            while len(pending) < self._max_batch:
+                pending.append(source.get_nowait())
+        except queue.Empty:
+            pass
+        if not pending:
+            return [], now + self._idle_wait
+        due = pending[0][0].received_at + self._window
+        if len(pending) < self._max_batch and now < due:
+            return [], min(due, now + self._idle_wait)
+        self._pending = []
+        return pending, None
+
+
 class _MqttPartition(StatefulSourcePartition[MqttMessage, None]):
     def __init__(self, endpoint: MqttEndpoint, client_id: str, filters: Sequence[str], *, max_batch: int,
-                 idle_wait: timedelta, session_expiry_s: int) -> None:
+                 idle_wait: timedelta, session_expiry_s: int, batch_window: timedelta) -> None:
         self._queue: queue.SimpleQueue[tuple[MqttMessage, int]] = queue.SimpleQueue()
+        self._batcher = Batcher(max_batch=max_batch, window=batch_window, idle_wait=idle_wait)
         self._handed: list[int] = []  # mids handed to the dataflow since the last snapshot
         self._to_ack: list[int] = []  # mids handed before the last snapshot: acked at the next one
         self._max_batch = max_batch
@@ -99,16 +135,9 @@ class _MqttPartition(StatefulSourcePartition[MqttMessage, None]):
     # Bytewax's worker thread -------------------------------------------------------------
 
     def next_batch(self) -> list[MqttMessage]:
-        out: list[MqttMessage] = []
-        try:
-            while len(out) < self._max_batch:
-                message, mid = self._queue.get_nowait()
-                out.append(message)
-                self._handed.append(mid)
-        except queue.Empty:
-            pass
-        self._next_awake = None if out else datetime.now(UTC) + self._idle_wait
-        return out
+        batch, self._next_awake = self._batcher.take(self._queue, datetime.now(UTC))
+        self._handed.extend(mid for _, mid in batch)
+        return [message for message, _ in batch]
 
     def next_awake(self) -> datetime | None:
         return self._next_awake
@@ -131,7 +160,8 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
 
     def __init__(self, endpoint: MqttEndpoint, filters: Sequence[str], *, client_prefix: str,
                  partitions: int = 1, share_group: str = "flowbank-pipeline", max_batch: int = 2_000,
-                 idle_wait: timedelta = timedelta(milliseconds=10), session_expiry_s: int = SESSION_EXPIRY_S) -> None:
+                 idle_wait: timedelta = timedelta(milliseconds=10), session_expiry_s: int = SESSION_EXPIRY_S,
+                 batch_window: timedelta = timedelta(milliseconds=100)) -> None:
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         self._endpoint = endpoint
@@ -141,6 +171,7 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
         self._max_batch = max_batch
         self._idle_wait = idle_wait
         self._session_expiry_s = session_expiry_s
+        self._batch_window = batch_window
 
     def list_parts(self) -> list[str]:
         return [str(n) for n in range(self._partitions)]
@@ -148,4 +179,4 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MqttPartition:
         return _MqttPartition(self._endpoint, f"{self._prefix}-{for_part}", self._filters,
                               max_batch=self._max_batch, idle_wait=self._idle_wait,
-                              session_expiry_s=self._session_expiry_s)
+                              session_expiry_s=self._session_expiry_s, batch_window=self._batch_window)

@@ -319,6 +319,9 @@ def _rows(spec: TableSpec, obj: Any) -> Iterator[Row]:
     yield from converter(obj)
 
 
+_AS_IS: Final = frozenset({type(None), str, float, int, bool})
+
+
 def _plain(column: Column, value: Any) -> Any:
     if isinstance(value, datetime) and pa.types.is_timestamp(column.type):
         if value.utcoffset() is None:
@@ -345,7 +348,10 @@ def to_arrow(table: str, objects: Iterable[Any]) -> Any:
     rows = [row for obj in objects for row in _rows(spec, obj)]
     arrays = []
     for column in spec.columns:
-        values = [_plain(column, row.get(column.name)) for row in rows]
+        name = column.name
+        # JSON scalars need no conversion: only the other values go through _plain.
+        values = [value if type(value) in _AS_IS else _plain(column, value)
+                  for value in (row.get(name) for row in rows)]
         try:
             array = pa.array(values, type=column.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:

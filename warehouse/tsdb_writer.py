@@ -324,7 +324,8 @@ def _table_for(obj: object) -> str:
     table = _TABLE_OF.get(type(obj))
     if table is not None:
         return table
-    if isinstance(obj, SampleVerdict):
+    if isinstance(obj, SampleVerdict):  # a structural check: slow, so remembered per class
+        _TABLE_OF[type(obj)] = "sample_verdicts"
         return "sample_verdicts"
     raise UnsupportedRecordError(f"the warehouse writer does not store {type(obj).__name__} objects")
 
