@@ -10,12 +10,13 @@ charger, connector and transaction id). Every update of a session carries a high
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Final
 
-from control.contract import CONTRACT_VERSION, ChargingMode, ContractError, to_dict
+from control.contract import CONTRACT_VERSION, ChargingMode, ContractError, JsonScalar, to_dict
 
 
 class QualityFlag(StrEnum):
@@ -156,3 +157,54 @@ def encode_live_state(live: LiveState) -> bytes:
     """The retained ``flowbank/v1/live/...`` payload: the contract's envelope around a LiveState."""
     envelope = {"v": CONTRACT_VERSION, "type": "live_state", "data": to_dict(live)}  # type: ignore[arg-type]
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# --------------------------------------------------------------------------- load management
+
+
+class ComplianceVerdict(StrEnum):
+    """How a charger followed a setpoint, judged from its measured current afterwards."""
+
+    COMPLIANT = "compliant"  # at or under the limit (plus tolerance) within the reaction time
+    LATE = "late"  # got there, but after the reaction time
+    VIOLATED = "violated"  # still over the limit when the check window closed
+    REJECTED = "rejected"  # the charger refused the profile (or the command failed)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlDecision:
+    """One line of the audit log: a connector's limit changed by a decision, and why.
+
+    ``inputs`` maps each input the decision read to ``{"value": ..., "age_s": ...}`` (JSON
+    scalars only), so the log says what the controller saw and how old it was.
+    """
+
+    ts: datetime
+    decision_id: str
+    site_id: str
+    charger_id: str
+    connector_id: int
+    new_limit_a: float
+    reason: str
+    site_state: str
+    old_limit_a: float | None = None
+    paused: bool = False
+    binding: str | None = None
+    inputs: Mapping[str, Mapping[str, JsonScalar]] = field(default_factory=dict)
+    command_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceCheck:
+    """The verdict on one setpoint (see :class:`ComplianceVerdict`)."""
+
+    ts: datetime
+    decision_id: str
+    site_id: str
+    charger_id: str
+    connector_id: int
+    limit_a: float
+    verdict: ComplianceVerdict
+    measured_a: float | None = None
+    reaction_s: float | None = None
+    command_id: str | None = None

@@ -171,6 +171,16 @@ _LIVE = ("charger_id:text connector_id:int8 status:text updated_at:timestamptz l
 _ALERTS = ("alert_id:text kind:text severity:text ts:timestamptz message:text state:text charger_id:text"
            " site_id:text count:int8")
 
+_LOADS = ("ts:timestamptz site_id:text circuit_id:text power_w:float8 current_l1_a:float8 current_l2_a:float8"
+          " current_l3_a:float8 source:text")
+_DECISIONS = ("ts:timestamptz decision_id:text site_id:text charger_id:text connector_id:int8 old_limit_a:float8"
+              " new_limit_a:float8 paused:bool reason:text binding:text site_state:text inputs:jsonb command_id:text")
+_COMPLIANCE = ("ts:timestamptz decision_id:text site_id:text charger_id:text connector_id:int8 limit_a:float8"
+               " measured_a:float8 verdict:text reaction_s:float8 command_id:text")
+# building_loads' natural key is an expression index (circuit and source may be NULL).
+_LOADS_INSERT = _Q("insert into building_loads ({c}) select {c} from stg_building_loads on conflict do nothing").format(
+    c=_ids(n for n, _ in _cols(_LOADS)))
+
 _CHARGERS_UPDATE = _Q("""
 update chargers c set vendor = i.vendor, model = i.model, serial_number = i.serial_number,
     firmware_version = i.firmware_version, ocpp_version = coalesce(i.ocpp_version, c.ocpp_version),
@@ -280,6 +290,19 @@ def _groups() -> dict[str, _Group]:
                           *((e.limit, None, e.previous_limit, None) if e.unit == contract.RateUnit.AMPS
                             else (None, e.limit, None, e.previous_limit)), e.phases, _t(e.reason)),
                (_insert("setpoints", _SETPOINTS, "charger_id connector_id decision_id ts"),)),
+        _Group("building_loads", contract.BuildingLoad, _cols(_LOADS),
+               lambda e: (e.ts, e.site_id, e.circuit_id, e.power_w, e.current_l1_a, e.current_l2_a, e.current_l3_a,
+                          _t(e.source)),
+               (("changed", _LOADS_INSERT),)),
+        _Group("control_decisions", records.ControlDecision, _cols(_DECISIONS),
+               lambda e: (e.ts, e.decision_id, e.site_id, e.charger_id, e.connector_id, e.old_limit_a, e.new_limit_a,
+                          e.paused, _t(e.reason), _t(e.binding), e.site_state,
+                          {k: _json(v) for k, v in e.inputs.items()}, e.command_id),
+               (_insert("control_decisions", _DECISIONS, "decision_id charger_id connector_id ts"),)),
+        _Group("setpoint_compliance", records.ComplianceCheck, _cols(_COMPLIANCE),
+               lambda e: (e.ts, e.decision_id, e.site_id, e.charger_id, e.connector_id, e.limit_a, e.measured_a,
+                          e.verdict, e.reaction_s, e.command_id),
+               (_insert("setpoint_compliance", _COMPLIANCE, "decision_id charger_id connector_id ts"),)),
         _Group("command_results", contract.CommandResult, _cols(_RESULTS),
                lambda e: (e.ts, e.command_id, e.charger_id, e.outcome, _t(e.status), _t(e.detail), _json(e.payload)),
                (_insert("command_results", _RESULTS, "command_id ts"),)),

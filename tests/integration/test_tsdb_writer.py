@@ -14,6 +14,7 @@ import pytest
 from control.contract import (
     Alert,
     AlertState,
+    BuildingLoad,
     ChargerInfo,
     ChargingMode,
     CommandOutcome,
@@ -33,6 +34,9 @@ from control.contract import (
 )
 from control.records import (
     EXCLUDING_FLAGS,
+    ComplianceCheck,
+    ComplianceVerdict,
+    ControlDecision,
     LiveState,
     LiveStatus,
     QualityFlag,
@@ -323,3 +327,31 @@ def test_an_unreachable_server_is_retryable(cp: str) -> None:
     with TimescaleWriter("postgresql://nobody@127.0.0.1:1/none", connect_timeout_s=2) as writer:
         with pytest.raises(RetryableWriteError, match="connecting"):
             writer.write([MeterSample(cp, 1, T0)])
+
+
+def test_control_records_round_trip_replay_and_read_as_the_audit_log(writer: TimescaleWriter, pg_dsn: str,
+                                                                     cp: str) -> None:
+    site = "SITE-" + cp
+    batch = [
+        BuildingLoad(site, T0, 4200.0, current_l1_a=6.0, current_l2_a=6.5, current_l3_a=5.8, source="modbus:x"),
+        BuildingLoad(site, T0, 1000.0, circuit_id="garage"),  # same instant, another circuit: its own row
+        ControlDecision(T0, "dec-9", site, cp, 1, 10.0, "Limited by site", "normal", old_limit_a=16.0,
+                        binding="circuit:main", inputs={"building_load": {"value": 4200.0, "age_s": 0.4}},
+                        command_id="cmd-9-" + cp),
+        ComplianceCheck(T0 + timedelta(seconds=8), "dec-9", site, cp, 1, 10.0, ComplianceVerdict.COMPLIANT,
+                        measured_a=9.8, reaction_s=3.2, command_id="cmd-9-" + cp),
+        CommandResult("cmd-9-" + cp, cp, T0 + timedelta(seconds=1), CommandOutcome.ACCEPTED, "Accepted"),
+    ]
+    stats = writer.write(batch)
+    assert stats.changed == {"building_loads": 2, "control_decisions": 1, "setpoint_compliance": 1,
+                             "command_results": 1}
+    assert writer.write(batch).total_changed == 0  # a replay changes nothing
+    assert rows(pg_dsn, "select circuit_id, power_w, current_l2_a, source from building_loads where site_id = %s"
+                " order by circuit_id nulls first", site) == [(None, 4200.0, 6.5, "modbus:x"),
+                                                              ("garage", 1000.0, None, None)]
+    assert rows(pg_dsn, "select old_limit_a, new_limit_a, paused, reason, binding, inputs, command_outcome,"
+                " command_status from control_audit where charger_id = %s", cp) == [
+        (16.0, 10.0, False, "Limited by site", "circuit:main", {"building_load": {"value": 4200.0, "age_s": 0.4}},
+         "accepted", "Accepted")]
+    assert rows(pg_dsn, "select verdict, measured_a, reaction_s from setpoint_compliance where charger_id = %s",
+                cp) == [("compliant", 9.8, 3.2)]
