@@ -13,9 +13,11 @@ Cost of a curve. :func:`cost_of_curve` takes cumulative register samples ``(ts, 
 spreads each step's energy linearly in time over the price intervals it crosses, so a session
 across a price change (a window edge or a new version) is split where the price changed.
 
-Money and rounding. All money is :class:`decimal.Decimal`, computed in a 50-digit context, so
-the per-interval lines are exact (energy is converted from the float register exactly, via its
-shortest repr, and interpolated in Decimal, so line energies add up to the curve's energy). The
+Money and rounding. Money and energy are :class:`decimal.Decimal`. The register values (via
+their shortest repr) and the energies interpolated at price edges are quantized to 1 µWh
+(:data:`ENERGY_QUANTUM_WH`), so line energies are differences of quantized readings: they add up
+exactly to the curve's energy, and each line's ``net`` (energy times price, unrounded) is exact
+and sums exactly in Decimal's default 28-digit context. The
 totals are rounded as on an invoice with one line per VAT rate: per rate, the exact line amounts
 are summed and rounded half-up to the currency's minor unit (:data:`MINOR_UNITS`, 2 decimals by
 default), and that net times the rate, rounded half-up, is its VAT; ``net`` and ``vat`` are the
@@ -43,6 +45,7 @@ from control.schedules import WeeklyWindow, window_occurrences, zone_of
 
 ADD_TARIFF_MESSAGE: Final = "Add tariff to compute cost"
 MINOR_UNITS: Final[dict[str, int]] = {"JPY": 0, "KRW": 0, "ISK": 0, "HUF": 2, "BHD": 3, "KWD": 3}
+ENERGY_QUANTUM_WH: Final = Decimal("0.000001")
 _EXACT: Final = Context(prec=50)
 _WH_PER_KWH: Final = Decimal(1000)
 _TICK: Final = timedelta(microseconds=1)
@@ -249,6 +252,7 @@ def _checked_curve(curve: Sequence[tuple[datetime, float]]) -> list[tuple[dateti
         energy = Decimal(repr(float(wh)))
         if not energy.is_finite():
             raise TariffError(f"energy at {ts} is not finite")
+        energy = energy.quantize(ENERGY_QUANTUM_WH)
         if points:
             prev_ts, prev_wh = points[-1]
             if ts < prev_ts or (ts == prev_ts and energy != prev_wh):
@@ -268,7 +272,8 @@ def _energy_at(points: list[tuple[datetime, Decimal]], index: int, instant: date
         return e0
     if instant >= t1:
         return e1
-    return e0 + (e1 - e0) * Decimal(_micros(instant) - _micros(t0)) / Decimal(_micros(t1) - _micros(t0))
+    share = (e1 - e0) * Decimal(_micros(instant) - _micros(t0)) / Decimal(_micros(t1) - _micros(t0))
+    return (e0 + share).quantize(ENERGY_QUANTUM_WH)
 
 
 def _cumulative(points: list[tuple[datetime, Decimal]], times: list[datetime], instant: datetime) -> Decimal:
