@@ -455,42 +455,16 @@ def _stale_inputs(site: Site, latest: Mapping[str, BuildingLoadReading], now: da
     stale: list[StaleInput] = []
     for circuit in sorted(site.circuits, key=lambda c: c.circuit_id):
         reading = latest.get(circuit.circuit_id)
-        if reading is None:
-            if circuit.has_meter:
-                stale.append(
-                    StaleInput(
-                        "building_load",
-                        circuit.circuit_id,
-                        None,
-                        None,
-                        timeout,
-                        f"Safe fallback: no building meter reading for {circuit.label}",
-                    )
-                )
-            continue
-        age = (now - reading.ts).total_seconds()
-        if age > timeout:
-            stale.append(
-                StaleInput(
-                    "building_load",
-                    circuit.circuit_id,
-                    reading.ts,
-                    age,
-                    timeout,
-                    f"Safe fallback: building meter stale for {age:.0f} s",
-                )
-            )
-        elif -age > timeout:
-            stale.append(
-                StaleInput(
-                    "building_load",
-                    circuit.circuit_id,
-                    reading.ts,
-                    age,
-                    timeout,
-                    f"Safe fallback: building meter clock is {-age:.0f} s ahead",
-                )
-            )
+        age = None if reading is None else (now - reading.ts).total_seconds()
+        if age is None:
+            message = f"Safe fallback: no building meter reading for {circuit.label}" if circuit.has_meter else None
+        elif age > timeout:
+            message = f"Safe fallback: building meter stale for {age:.0f} s"
+        else:
+            message = f"Safe fallback: building meter clock is {-age:.0f} s ahead" if -age > timeout else None
+        if message is not None:
+            ts = None if reading is None else reading.ts
+            stale.append(StaleInput("building_load", circuit.circuit_id, ts, age, timeout, message))
     # The most telling message first: a missing reading, then the oldest.
     stale.sort(key=lambda s: (s.age_s is not None, -(s.age_s or 0.0), s.circuit_id))
     return stale

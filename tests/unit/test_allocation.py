@@ -80,92 +80,227 @@ class Case:
 
 
 CASES = [
-    Case("single charger under the main breaker: hardware binds",
-         (main(32),), (charger("A", max_a=16),), (ev("A"),), {"A": (16, "Hardware cap is 16 A")},
-         params=AllocationParams()),
-    Case("single charger: main breaker minus margin minus building load binds",
-         (main(25),), (charger("A"),), (ev("A"),), {"A": (14, "Limited by site")},
-         loads=(load(10, 10, 10),), params=AllocationParams(safety_margin_a=1)),
-    Case("safety margin in percent when larger than the amps margin",
-         (main(40),), (charger("A"),), (ev("A"),), {"A": (30, "Limited by site")},
-         params=AllocationParams(safety_margin_a=1, safety_margin_pct=25)),
-    Case("two chargers share fairly",
-         (main(32),), (charger("A"), charger("B")), (ev("A"), ev("B", arrived_s=60)),
-         {"A": (15.5, "Limited by site"), "B": (15.5, "Limited by site")}, params=AllocationParams()),
-    Case("fair share is max-min: a small cap leaves the rest to the other",
-         (main(30),), (charger("A", max_a=10), charger("B")), (ev("A"), ev("B")),
-         {"A": (10, "Hardware cap is 10 A"), "B": (20, "Limited by site")}),
-    Case("fair share rounds down to 0.1 A, leftover tenths go in arrival order",
-         (main(20),), (charger("A"), charger("B"), charger("C")), (ev("C", 0), ev("A", 5), ev("B", 9)),
-         {"C": (6.7, "Limited by site"), "A": (6.7, "Limited by site"), "B": (6.6, "Limited by site")}),
-    Case("Boost takes what is left after everyone's minimum; Eco keeps its minimum",
-         (main(32),), (charger("A"), charger("B")), (ev("A", mode=BOOST), ev("B", mode=ECO)),
-         {"A": (26, "Limited by site"), "B": (6, "Limited by site")}),
-    Case("Boost at the hardware maximum says Boost, Eco at its cap says Eco mode",
-         (main(100),), (charger("A"), charger("B")), (ev("A", mode=BOOST), ev("B", mode=ECO)),
-         {"A": (32, "Boost"), "B": (16, "Eco mode")}),
-    Case("a deadline at risk comes before Standard and lifts the Eco cap",
-         (main(40),), (charger("A"), charger("B")), (ev("A", mode=STANDARD), ev("B", mode=ECO, deadline_at_risk=True)),
-         {"A": (8, "Limited by site"), "B": (32, "Hardware cap is 32 A")}),
-    Case("minimum current: the latest arrival is paused rather than given less than 6 A",
-         (main(16),), (charger("A"), charger("B"), charger("C")), (ev("A", 0), ev("B", 10), ev("C", 20)),
-         {"A": (7.5, "Limited by site"), "B": (7.5, "Limited by site"), "C": (0, PAUSED_NO_CAPACITY)},
-         params=AllocationParams(deadband_a=0)),
-    Case("a higher class pre-empts the minimum of a lower one",
-         (main(11),), (charger("A"), charger("B")), (ev("A", 0, mode=ECO), ev("B", 60, mode=BOOST)),
-         {"A": (0, PAUSED_NO_CAPACITY), "B": (11, "Limited by site")}),
-    Case("nested circuits: the sub-circuit binds its chargers, the rest goes to the main one",
-         (main(40), sub("garage", 20)), (charger("A", "garage"), charger("B", "garage"), charger("C")),
-         (ev("A"), ev("B"), ev("C")),
-         {"A": (10, "Limited by circuit Garage"), "B": (10, "Limited by circuit Garage"), "C": (20, "Limited by site")}),
-    Case("three levels: the innermost full circuit is named",
-         (main(63), sub("hall", 40), sub("bay", 16, parent="hall")), (charger("A", "bay"), charger("B", "hall")),
-         (ev("A"), ev("B")), {"A": (16, "Limited by circuit Bay"), "B": (24, "Limited by circuit Hall")}),
-    Case("a building load on a sub-circuit counts up to the main breaker",
-         (main(30), sub("garage", 30)), (charger("A", "garage"), charger("B")), (ev("A"), ev("B")),
-         {"A": (10, "Limited by site"), "B": (10, "Limited by site")}, loads=(load(10, 10, 10, circuit="garage"),)),
-    Case("single-phase charger on L2 against a three-phase building load",
-         (main(25),), (charger("A", phases=(Phase.L2,)),), (ev("A"),), {"A": (9, "Limited by site")},
-         loads=(load(5, 15, 5),), params=AllocationParams(safety_margin_a=1, deadband_a=0)),
-    Case("phase rotation: a one-phase car on a charger wired L2-L3-L1 draws on L2",
-         (main(25),), (charger("A", phases=(Phase.L2, Phase.L3, Phase.L1)), charger("B")),
-         (ev("A", phases_in_use=1), ev("B", 5, phases_in_use=1)),
-         {"A": (9, "Limited by site"), "B": (19, "Limited by site")},
-         loads=(load(5, 15, 5),), params=AllocationParams(safety_margin_a=1, deadband_a=0)),
-    Case("operator site limit applies before its end", (main(63),), (charger("A"),), (ev("A"),),
-         {"A": (10, "Limited by site")}, limits=(OperatorLimit(LimitScope.SITE, 10, ends_at=at(600)),)),
-    Case("operator site limit that has ended no longer applies", (main(63),), (charger("A"),), (ev("A"),),
-         {"A": (32, "Hardware cap is 32 A")}, limits=(OperatorLimit(LimitScope.SITE, 10, ends_at=at(600)),),
-         now=at(600)),
-    Case("operator charger limit caps the sum of its connectors", (main(63),), (charger("A"), charger("B")),
-         (ev("A"), ev("B")), {"A": (12, "Limited by operator"), "B": (32, "Hardware cap is 32 A")},
-         limits=(OperatorLimit(LimitScope.CHARGER, 12, target_id="A"),)),
-    Case("stale building meter: the site drops to its safe cap", (main(63, has_meter=True),), (charger("A"),),
-         (ev("A"),), {"A": (8, "Safe fallback: building meter stale for 45 s")}, loads=(load(1, 1, 1, age_s=45),),
-         site={"meter_timeout_s": 30, "safe_fallback_a": 8}, state=SiteControlState.SAFE_FALLBACK),
-    Case("missing reading for a metered circuit is stale too", (main(63, has_meter=True),), (charger("A"),),
-         (ev("A"),), {"A": (6, "Safe fallback: no building meter reading for main")},
-         site={"safe_fallback_a": 6}, state=SiteControlState.SAFE_FALLBACK),
-    Case("fresh meter: no fallback", (main(63, has_meter=True),), (charger("A"),), (ev("A"),),
-         {"A": (32, "Hardware cap is 32 A")}, loads=(load(1, 1, 1, age_s=20),),
-         site={"meter_timeout_s": 30, "safe_fallback_a": 8}),
-    Case("rule cap names the rule", (main(63),), (charger("A"),), (ev("A", rule_cap_a=10,
-                                                                       rule_reason="Limit to 10 A after 18:00"),),
-         {"A": (10, "Limit to 10 A after 18:00")}),
-    Case("rule cap below the minimum pauses with the rule's name", (main(63),), (charger("A"),),
-         (ev("A", rule_cap_a=4, rule_reason="Cap demand at 2 kW"),),
-         {"A": (0, "Paused: Cap demand at 2 kW (below the 6 A minimum)")}),
-    Case("rule pause, user pause, no car, not requesting", (main(63),),
-         (charger("A"), charger("B"), charger("C"), charger("D")),
-         (ev("A", rule_pause_reason="Off-peak window 23:00-06:00 for Eco"), ev("B", user_paused=True),
-          ev("C", ev_connected=False), ev("D", wants_energy=False)),
-         {"A": (0, "Off-peak window 23:00-06:00 for Eco"), "B": (0, "Paused by user"), "C": (0, "No vehicle connected"),
-          "D": (0, "Vehicle is not requesting energy")}),
-    Case("cable cap and shared charger supply", (main(63),),
-         (Charger("A", "main", 32, connectors=(Connector(1, cable_max_a=20), Connector(2)), supply_max_a=30),),
-         (ev("A"), ConnectorDemand("A", 2, at(0))), {"A": (15, "Limited by the charger's shared supply")}),
-    Case("a charger not in the site model gets nothing", (main(63),), (charger("A"),), (ev("Z"),),
-         {"Z": (0, "Charger is not in the site model")}),
+    Case(
+        "single charger under the main breaker: hardware binds",
+        (main(32),),
+        (charger("A", max_a=16),),
+        (ev("A"),),
+        {"A": (16, "Hardware cap is 16 A")},
+        params=AllocationParams(),
+    ),
+    Case(
+        "single charger: main breaker minus margin minus building load binds",
+        (main(25),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (14, "Limited by site")},
+        loads=(load(10, 10, 10),),
+        params=AllocationParams(safety_margin_a=1),
+    ),
+    Case(
+        "safety margin in percent when larger than the amps margin",
+        (main(40),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (30, "Limited by site")},
+        params=AllocationParams(safety_margin_a=1, safety_margin_pct=25),
+    ),
+    Case(
+        "two chargers share fairly",
+        (main(32),),
+        (charger("A"), charger("B")),
+        (ev("A"), ev("B", arrived_s=60)),
+        {"A": (15.5, "Limited by site"), "B": (15.5, "Limited by site")},
+        params=AllocationParams(),
+    ),
+    Case(
+        "fair share is max-min: a small cap leaves the rest to the other",
+        (main(30),),
+        (charger("A", max_a=10), charger("B")),
+        (ev("A"), ev("B")),
+        {"A": (10, "Hardware cap is 10 A"), "B": (20, "Limited by site")},
+    ),
+    Case(
+        "fair share rounds down to 0.1 A, leftover tenths go in arrival order",
+        (main(20),),
+        (charger("A"), charger("B"), charger("C")),
+        (ev("C", 0), ev("A", 5), ev("B", 9)),
+        {"C": (6.7, "Limited by site"), "A": (6.7, "Limited by site"), "B": (6.6, "Limited by site")},
+    ),
+    Case(
+        "Boost takes what is left after everyone's minimum; Eco keeps its minimum",
+        (main(32),),
+        (charger("A"), charger("B")),
+        (ev("A", mode=BOOST), ev("B", mode=ECO)),
+        {"A": (26, "Limited by site"), "B": (6, "Limited by site")},
+    ),
+    Case(
+        "Boost at the hardware maximum says Boost, Eco at its cap says Eco mode",
+        (main(100),),
+        (charger("A"), charger("B")),
+        (ev("A", mode=BOOST), ev("B", mode=ECO)),
+        {"A": (32, "Boost"), "B": (16, "Eco mode")},
+    ),
+    Case(
+        "a deadline at risk comes before Standard and lifts the Eco cap",
+        (main(40),),
+        (charger("A"), charger("B")),
+        (ev("A", mode=STANDARD), ev("B", mode=ECO, deadline_at_risk=True)),
+        {"A": (8, "Limited by site"), "B": (32, "Hardware cap is 32 A")},
+    ),
+    Case(
+        "minimum current: the latest arrival is paused rather than given less than 6 A",
+        (main(16),),
+        (charger("A"), charger("B"), charger("C")),
+        (ev("A", 0), ev("B", 10), ev("C", 20)),
+        {"A": (7.5, "Limited by site"), "B": (7.5, "Limited by site"), "C": (0, PAUSED_NO_CAPACITY)},
+        params=AllocationParams(deadband_a=0),
+    ),
+    Case(
+        "a higher class pre-empts the minimum of a lower one",
+        (main(11),),
+        (charger("A"), charger("B")),
+        (ev("A", 0, mode=ECO), ev("B", 60, mode=BOOST)),
+        {"A": (0, PAUSED_NO_CAPACITY), "B": (11, "Limited by site")},
+    ),
+    Case(
+        "nested circuits: the sub-circuit binds its chargers, the rest goes to the main one",
+        (main(40), sub("garage", 20)),
+        (charger("A", "garage"), charger("B", "garage"), charger("C")),
+        (ev("A"), ev("B"), ev("C")),
+        {"A": (10, "Limited by circuit Garage"), "B": (10, "Limited by circuit Garage"), "C": (20, "Limited by site")},
+    ),
+    Case(
+        "three levels: the innermost full circuit is named",
+        (main(63), sub("hall", 40), sub("bay", 16, parent="hall")),
+        (charger("A", "bay"), charger("B", "hall")),
+        (ev("A"), ev("B")),
+        {"A": (16, "Limited by circuit Bay"), "B": (24, "Limited by circuit Hall")},
+    ),
+    Case(
+        "a building load on a sub-circuit counts up to the main breaker",
+        (main(30), sub("garage", 30)),
+        (charger("A", "garage"), charger("B")),
+        (ev("A"), ev("B")),
+        {"A": (10, "Limited by site"), "B": (10, "Limited by site")},
+        loads=(load(10, 10, 10, circuit="garage"),),
+    ),
+    Case(
+        "single-phase charger on L2 against a three-phase building load",
+        (main(25),),
+        (charger("A", phases=(Phase.L2,)),),
+        (ev("A"),),
+        {"A": (9, "Limited by site")},
+        loads=(load(5, 15, 5),),
+        params=AllocationParams(safety_margin_a=1, deadband_a=0),
+    ),
+    Case(
+        "phase rotation: a one-phase car on a charger wired L2-L3-L1 draws on L2",
+        (main(25),),
+        (charger("A", phases=(Phase.L2, Phase.L3, Phase.L1)), charger("B")),
+        (ev("A", phases_in_use=1), ev("B", 5, phases_in_use=1)),
+        {"A": (9, "Limited by site"), "B": (19, "Limited by site")},
+        loads=(load(5, 15, 5),),
+        params=AllocationParams(safety_margin_a=1, deadband_a=0),
+    ),
+    Case(
+        "operator site limit applies before its end",
+        (main(63),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (10, "Limited by site")},
+        limits=(OperatorLimit(LimitScope.SITE, 10, ends_at=at(600)),),
+    ),
+    Case(
+        "operator site limit that has ended no longer applies",
+        (main(63),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (32, "Hardware cap is 32 A")},
+        limits=(OperatorLimit(LimitScope.SITE, 10, ends_at=at(600)),),
+        now=at(600),
+    ),
+    Case(
+        "operator charger limit caps the sum of its connectors",
+        (main(63),),
+        (charger("A"), charger("B")),
+        (ev("A"), ev("B")),
+        {"A": (12, "Limited by operator"), "B": (32, "Hardware cap is 32 A")},
+        limits=(OperatorLimit(LimitScope.CHARGER, 12, target_id="A"),),
+    ),
+    Case(
+        "stale building meter: the site drops to its safe cap",
+        (main(63, has_meter=True),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (8, "Safe fallback: building meter stale for 45 s")},
+        loads=(load(1, 1, 1, age_s=45),),
+        site={"meter_timeout_s": 30, "safe_fallback_a": 8},
+        state=SiteControlState.SAFE_FALLBACK,
+    ),
+    Case(
+        "missing reading for a metered circuit is stale too",
+        (main(63, has_meter=True),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (6, "Safe fallback: no building meter reading for main")},
+        site={"safe_fallback_a": 6},
+        state=SiteControlState.SAFE_FALLBACK,
+    ),
+    Case(
+        "fresh meter: no fallback",
+        (main(63, has_meter=True),),
+        (charger("A"),),
+        (ev("A"),),
+        {"A": (32, "Hardware cap is 32 A")},
+        loads=(load(1, 1, 1, age_s=20),),
+        site={"meter_timeout_s": 30, "safe_fallback_a": 8},
+    ),
+    Case(
+        "rule cap names the rule",
+        (main(63),),
+        (charger("A"),),
+        (ev("A", rule_cap_a=10, rule_reason="Limit to 10 A after 18:00"),),
+        {"A": (10, "Limit to 10 A after 18:00")},
+    ),
+    Case(
+        "rule cap below the minimum pauses with the rule's name",
+        (main(63),),
+        (charger("A"),),
+        (ev("A", rule_cap_a=4, rule_reason="Cap demand at 2 kW"),),
+        {"A": (0, "Paused: Cap demand at 2 kW (below the 6 A minimum)")},
+    ),
+    Case(
+        "rule pause, user pause, no car, not requesting",
+        (main(63),),
+        (charger("A"), charger("B"), charger("C"), charger("D")),
+        (
+            ev("A", rule_pause_reason="Off-peak window 23:00-06:00 for Eco"),
+            ev("B", user_paused=True),
+            ev("C", ev_connected=False),
+            ev("D", wants_energy=False),
+        ),
+        {
+            "A": (0, "Off-peak window 23:00-06:00 for Eco"),
+            "B": (0, "Paused by user"),
+            "C": (0, "No vehicle connected"),
+            "D": (0, "Vehicle is not requesting energy"),
+        },
+    ),
+    Case(
+        "cable cap and shared charger supply",
+        (main(63),),
+        (Charger("A", "main", 32, connectors=(Connector(1, cable_max_a=20), Connector(2)), supply_max_a=30),),
+        (ev("A"), ConnectorDemand("A", 2, at(0))),
+        {"A": (15, "Limited by the charger's shared supply")},
+    ),
+    Case(
+        "a charger not in the site model gets nothing",
+        (main(63),),
+        (charger("A"),),
+        (ev("Z"),),
+        {"Z": (0, "Charger is not in the site model")},
+    ),
 ]
 
 
@@ -230,7 +365,9 @@ def test_newest_reading_wins_and_unknown_circuits_are_ignored_but_audited() -> N
     allocation = decide(Snapshot(site, (ev("A"),), loads, params=NO_MARGIN), T0)
     assert allocation.connector("A", 1).limit_a == 26
     assert [(i.kind, i.subject, i.age_s) for i in allocation.inputs if i.kind == "building_load"] == [
-        ("building_load", "nowhere", 0.0), ("building_load", "main", 2.0)]
+        ("building_load", "nowhere", 0.0),
+        ("building_load", "main", 2.0),
+    ]
 
 
 # --------------------------------------------------------------------------- deadband and hysteresis
@@ -272,12 +409,15 @@ def paused_at(last_at: datetime, cause: PauseCause) -> ConnectorDemand:
     return ev("A", last_limit_a=0, last_limit_at=last_at, last_pause_cause=cause)
 
 
-@pytest.mark.parametrize(("cause", "waited_s", "expected", "reason"), [
-    (PauseCause.CAPACITY, 30, 0, "Paused: not enough capacity (next try in 30 s)"),
-    (PauseCause.CAPACITY, 60, 32, "Hardware cap is 32 A"),
-    (PauseCause.RULE, 1, 32, "Hardware cap is 32 A"),
-    (PauseCause.USER, 1, 32, "Hardware cap is 32 A"),
-])
+@pytest.mark.parametrize(
+    ("cause", "waited_s", "expected", "reason"),
+    [
+        (PauseCause.CAPACITY, 30, 0, "Paused: not enough capacity (next try in 30 s)"),
+        (PauseCause.CAPACITY, 60, 32, "Hardware cap is 32 A"),
+        (PauseCause.RULE, 1, 32, "Hardware cap is 32 A"),
+        (PauseCause.USER, 1, 32, "Hardware cap is 32 A"),
+    ],
+)
 def test_hysteresis_on_resume(cause: PauseCause, waited_s: float, expected: float, reason: str) -> None:
     site = Site("s1", (main(63),), (charger("A"),))
     allocation = decide(Snapshot(site, (paused_at(T0, cause),), params=AllocationParams(hysteresis_s=60)), at(waited_s))
@@ -304,7 +444,13 @@ def test_circuit_usage_for_the_load_bar() -> None:
     assert (top.circuit_id, garage.circuit_id, garage.parent_id, garage.label) == ("main", "garage", "main", "Garage")
     l2 = garage.phases[1]
     assert (l2.phase, l2.limit_a, l2.margin_a, l2.building_load_a, l2.ev_current_a, l2.headroom_a) == (
-        Phase.L2, 20, 1, 0, 19, 0)
+        Phase.L2,
+        20,
+        1,
+        0,
+        19,
+        0,
+    )
     main_l1, main_l2 = top.phases[0], top.phases[1]
     assert (main_l1.building_load_a, main_l1.ev_current_a, main_l1.utilisation_pct) == (10, 0, 25.0)
     assert (main_l2.ev_current_a, main_l2.headroom_a) == (19, 15)
@@ -312,8 +458,12 @@ def test_circuit_usage_for_the_load_bar() -> None:
 
 
 def test_inputs_carry_their_ages_for_the_audit_log() -> None:
-    site = Site("s1", (main(40),), (charger("A"),), operator_limits=(
-        OperatorLimit(LimitScope.SITE, 20, ends_at=at(-5), source="DSO"),))
+    site = Site(
+        "s1",
+        (main(40),),
+        (charger("A"),),
+        operator_limits=(OperatorLimit(LimitScope.SITE, 20, ends_at=at(-5), source="DSO"),),
+    )
     demand = ev("A", measured_current_a=15.8, last_limit_a=16, last_limit_at=at(-12), phases_in_use=3)
     allocation = decide(Snapshot(site, (demand,), (load(3, 3, 3, age_s=4),)), T0)
     by_kind = {i.kind: i for i in allocation.inputs}
@@ -327,7 +477,12 @@ def test_to_setpoint() -> None:
     a = decide(Snapshot(site, (ev("A", last_limit_a=10),)), T0).connector("A", 1)
     setpoint = a.to_setpoint(site_id="s1", decision_id="d-1", ts=T0)
     assert (setpoint.limit, setpoint.unit, setpoint.phases, setpoint.previous_limit, setpoint.reason) == (
-        32, RateUnit.AMPS, 1, 10, "Hardware cap is 32 A")
+        32,
+        RateUnit.AMPS,
+        1,
+        10,
+        "Hardware cap is 32 A",
+    )
 
 
 def test_preview_mode_limits_for_the_eta_chip() -> None:
@@ -353,11 +508,14 @@ def test_duplicate_demands_are_refused() -> None:
         Snapshot(site, (ev("A"), ev("A", 5)))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"min_current_a": 0}, "min_current_a must be > 0"),
-    ({"deadband_a": -1}, "deadband_a must be a finite number >= 0"),
-    ({"safety_margin_pct": 100}, "safety_margin_pct < 100"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_current_a": 0}, "min_current_a must be > 0"),
+        ({"deadband_a": -1}, "deadband_a must be a finite number >= 0"),
+        ({"safety_margin_pct": 100}, "safety_margin_pct < 100"),
+    ],
+)
 def test_bad_parameters_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(SnapshotError, match=message):
         AllocationParams(**kwargs)  # type: ignore[arg-type]
