@@ -8,9 +8,14 @@
 Shape::
 
     mqtt ─ decode ─┬─ ok ─┬─ charger events ─ key by charger ─ sessions (state, timers) ─┐
-                   │      └─ everything storable ──────────────────────────────────────────┼─ TimescaleDB (all workers)
-                   └─ errors (dead letters) ────────────────────────────────────────────────┼─ Parquet lake (one writer)
-                                                                                           └─ live state (retained MQTT)
+                   │      ├─ everything storable ──────────────────────────────────────────┼─ TimescaleDB (all workers)
+                   │      │                                                                ├─ Parquet lake (one writer)
+                   │      │                                                                └─ live state (retained MQTT)
+                   │      └─ charger events ─ route to site ─┐
+                   │         building loads ─────────────────┼─ key by site ─ control (decide, compliance, timers)
+    PostgreSQL config (sites, modes, limits) ─ placements ───┘        ├─ setpoints, audit, compliance, alerts ─ stores
+                   │                                                  └─ commands (MQTT) ─ bridge ─ SetChargingProfile
+                   └─ errors (dead letters) ─ stores
 
 The step logic lives in plain functions (:mod:`pipelines.decode`, :mod:`pipelines.sessions`);
 this module only wires them. Time comes from ``clock`` so tests can drive it.
@@ -26,16 +31,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
 from control import contract as c
 from control import records as r
+from control.records import ComplianceCheck, ControlDecision
 from control.settings import Settings
-from control.topics import COMMAND_RESULTS_ALL, DEAD_LETTERS_ALL, EVENTS_ALL
+from control.topics import COMMAND_RESULTS_ALL, DEAD_LETTERS_ALL, EVENTS_ALL, LOAD_ALL, PREFIX
 from pipelines.decode import Decoded, decode_message
+from pipelines.load_control import (
+    ROUTED_EVENTS,
+    ControlConfig,
+    Placement,
+    Routed,
+    RouteState,
+    SiteConfigUpdate,
+    SiteControl,
+    control_step,
+    next_wakeup,
+    route,
+)
+from pipelines.load_control import on_timer as control_timer
 from pipelines.mqtt_source import MqttMessage, MqttSource
 from pipelines.sessions import ChargerState, SessionConfig, next_deadline, on_timer, placed, step
 
@@ -44,10 +63,15 @@ Clock = Callable[[], datetime]
 # Events that belong to one charger's story and go through the session logic.
 CHARGER_EVENTS = (c.MeterSample, c.StatusChanged, c.TransactionEvent, c.ConnectionEvent, c.ChargerInfo,
                   c.ChargerNotice)
+# Messages that load management reacts to within its latency budget: the source hands them over
+# at once instead of holding them for a fuller batch (building loads, command results).
+URGENT_TOPICS = (f"{PREFIX}/load/", f"{PREFIX}/cmdres/")
 # Contract events stored as they are (raw history).
 # (Meter samples are stored from the session step's output, next to their quality verdict.)
 STORED_EVENTS = (c.StatusChanged, c.ConnectionEvent, c.ChargerInfo, c.DeadLetter,
-                 c.CommandResult, c.Setpoint, c.Alert)
+                 c.CommandResult, c.Setpoint, c.Alert, c.BuildingLoad)
+# What the control step derives and the warehouse stores.
+CONTROL_RECORDS = (c.Setpoint, c.Alert, ControlDecision, ComplianceCheck)
 
 
 def _utc_now() -> datetime:
@@ -88,6 +112,50 @@ class SessionLogic(StatefulLogic[c.Event, Any, ChargerState]):
         return copy.deepcopy(self._state)
 
 
+class RouteLogic(StatefulLogic[Any, Routed, RouteState]):
+    """Bytewax adapter around :func:`pipelines.load_control.route` (one per charger)."""
+
+    def __init__(self, resume: RouteState | None) -> None:
+        self._state = resume
+
+    def on_item(self, value: Any) -> tuple[Iterable[Routed], bool]:
+        self._state, out = route(self._state, value)
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> RouteState:
+        assert self._state is not None  # noqa: S101 - set by the first item
+        return copy.deepcopy(self._state)
+
+
+class ControlLogic(StatefulLogic[Any, Any, SiteControl]):
+    """Bytewax adapter around :func:`pipelines.load_control.control_step` (one per site)."""
+
+    def __init__(self, resume: SiteControl | None, config: ControlConfig, clock: Clock) -> None:
+        self._state = resume
+        self._config = config
+        self._clock = clock
+
+    def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
+        self._state, out = control_step(self._state, value, self._clock(), self._config)
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        if self._state is None:
+            return [], StatefulLogic.DISCARD
+        self._state, out = control_timer(self._state, self._clock(), self._config)
+        return out, StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return [], StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None if self._state is None else next_wakeup(self._state, self._config)
+
+    def snapshot(self) -> SiteControl:
+        assert self._state is not None  # noqa: S101 - set by the first item
+        return copy.deepcopy(self._state)
+
+
 @dataclass(frozen=True)
 class FlowParts:
     """What a flow is built from; tests swap sources and sinks for bytewax.testing ones."""
@@ -97,6 +165,9 @@ class FlowParts:
     lake: Sink[tuple[str, Any]] | None
     live: Sink[r.LiveState] | None
     lake_tick: Source[Any] | None = None  # wakes the lake writer while no data flows
+    control_config: Source[Any] | None = None  # sites, modes, operator limits: load management on
+    commands: Sink[c.Command] | None = None  # where the control step's commands go (the bridge)
+    control: ControlConfig = field(default_factory=ControlConfig)
     config: SessionConfig = field(default_factory=SessionConfig)
     clock: Clock = _utc_now
 
@@ -116,6 +187,13 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
 
     stored = op.filter("stored", events, lambda e: isinstance(e, STORED_EVENTS))
     to_store = op.merge("to_store", stored, errors, derived_values)
+    if parts.control_config is not None:
+        control_out = _control(flow, parts, events)
+        records = op.filter("control_records", control_out, lambda v: isinstance(v, CONTROL_RECORDS))
+        to_store = op.merge("to_store_with_control", to_store, records)
+        if parts.commands is not None:
+            commands = op.filter_map("commands", control_out, lambda v: v if isinstance(v, c.Command) else None)
+            op.output("command_out", commands, parts.commands)
     op.output("timescale", to_store, parts.timescale)
     if parts.lake is not None:
         lake_items = to_store
@@ -126,6 +204,26 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
         live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
         op.output("live_state", live, parts.live)
     return flow
+
+
+def _control(flow: Dataflow, parts: FlowParts, events: Stream[c.Event]) -> Stream[Any]:
+    assert parts.control_config is not None  # noqa: S101 - checked by the caller
+    config_items = op.input("control_config", flow, parts.control_config)
+    placements = op.key_on("placement_key", op.filter("placements", config_items,
+                                                       lambda i: isinstance(i, Placement)), lambda p: p.charger_id)
+    site_configs = op.key_on("site_config_key", op.filter("site_configs", config_items,
+                                                          lambda i: isinstance(i, SiteConfigUpdate)),
+                             lambda u: u.site_id)
+    routable = op.key_on("routable_key", op.filter("routable", events, lambda e: isinstance(e, ROUTED_EVENTS)),
+                         _charger_key)
+    routed = op.stateful("route", op.merge("route_in", placements, routable), lambda resume: RouteLogic(resume))
+    routed_events = op.key_on("routed_key", op.map("routed", routed, lambda kv: kv[1]), lambda r: r.site_id)
+    loads = op.key_on("load_key", op.filter("loads", events, lambda e: isinstance(e, c.BuildingLoad)),
+                      lambda e: str(getattr(e, "site_id")))  # noqa: B009
+    control_in = op.merge("control_in", site_configs, routed_events, loads)
+    decided = op.stateful("control", control_in,
+                          lambda resume: ControlLogic(resume, parts.control, parts.clock))
+    return op.map("control_out", decided, lambda kv: kv[1])
 
 
 def _charger_key(event: c.Event) -> str:
@@ -143,19 +241,23 @@ def _error_of(decoded: Decoded) -> c.DeadLetter:
 
 
 def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
-    from pipelines.sinks import LakeSink, LiveStateSink, TickSource, TimescaleSink
+    from pipelines.control_source import ControlConfigSource
+    from pipelines.sinks import CommandSink, LakeSink, LiveStateSink, TickSource, TimescaleSink
 
     lake_root = settings.data_dir / "lake"
     return FlowParts(
-        source=MqttSource(settings.mqtt, [EVENTS_ALL, DEAD_LETTERS_ALL, COMMAND_RESULTS_ALL],
+        source=MqttSource(settings.mqtt, [EVENTS_ALL, DEAD_LETTERS_ALL, COMMAND_RESULTS_ALL, LOAD_ALL],
                           client_prefix=f"flowbank-{settings.pipeline_id}", partitions=partitions,
                           session_expiry_s=settings.mqtt_session_expiry_s,
-                          batch_window=timedelta(milliseconds=settings.pipeline_batch_ms)),
+                          batch_window=timedelta(milliseconds=settings.pipeline_batch_ms),
+                          urgent_prefixes=URGENT_TOPICS),
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
         lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb",
                       journal_dir=settings.data_dir / "lake-journal"),
         live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
         lake_tick=TickSource(timedelta(seconds=10)),
+        control_config=ControlConfigSource(settings.pg_dsn.reveal()),
+        commands=CommandSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
     )
 
 

@@ -55,38 +55,49 @@ class Batcher:
     """Groups queued messages into batches for ``next_batch`` (no IO; time is passed in).
 
     Drains the queue into a pending list and hands it over once it holds ``max_batch`` messages
-    or its oldest message (by ``received_at``) has waited ``window``. Until then it asks to be
+    or its oldest message (by ``received_at``) has waited ``window``, or a message whose topic
+starts with one of ``urgent_prefixes`` is among them. Until then it asks to be
     called again at the deadline, or after ``idle_wait`` to keep draining the queue. Messages not
     handed over are not acknowledged, so holding them back is safe across a crash.
     """
 
-    def __init__(self, *, max_batch: int, window: timedelta, idle_wait: timedelta) -> None:
+    def __init__(self, *, max_batch: int, window: timedelta, idle_wait: timedelta,
+                 urgent_prefixes: tuple[str, ...] = ()) -> None:
         self._pending: list[tuple[MqttMessage, int]] = []
         self._max_batch, self._window, self._idle_wait = max_batch, window, idle_wait
+        self._urgent = urgent_prefixes
+        self._has_urgent = False
 
     def take(self, source: queue.SimpleQueue[tuple[MqttMessage, int]],
              now: datetime) -> tuple[list[tuple[MqttMessage, int]], datetime | None]:
         """(the batch to hand over, possibly empty; when to be called next, None = at once)."""
         pending = self._pending
+        urgent = self._urgent
         try:
             while len(pending) < self._max_batch:
-                pending.append(source.get_nowait())
+                item = source.get_nowait()
+                pending.append(item)
+                if urgent and item[0].topic.startswith(urgent):
+                    self._has_urgent = True
         except queue.Empty:
             pass
         if not pending:
             return [], now + self._idle_wait
         due = pending[0][0].received_at + self._window
-        if len(pending) < self._max_batch and now < due:
+        if len(pending) < self._max_batch and now < due and not self._has_urgent:
             return [], min(due, now + self._idle_wait)
         self._pending = []
+        self._has_urgent = False
         return pending, None
 
 
 class _MqttPartition(StatefulSourcePartition[MqttMessage, None]):
     def __init__(self, endpoint: MqttEndpoint, client_id: str, filters: Sequence[str], *, max_batch: int,
-                 idle_wait: timedelta, session_expiry_s: int, batch_window: timedelta) -> None:
+                 idle_wait: timedelta, session_expiry_s: int, batch_window: timedelta,
+                 urgent_prefixes: tuple[str, ...]) -> None:
         self._queue: queue.SimpleQueue[tuple[MqttMessage, int]] = queue.SimpleQueue()
-        self._batcher = Batcher(max_batch=max_batch, window=batch_window, idle_wait=idle_wait)
+        self._batcher = Batcher(max_batch=max_batch, window=batch_window, idle_wait=idle_wait,
+                                urgent_prefixes=urgent_prefixes)
         self._handed: list[int] = []  # mids handed to the dataflow since the last snapshot
         self._to_ack: list[int] = []  # mids handed before the last snapshot: acked at the next one
         self._max_batch = max_batch
@@ -161,7 +172,7 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
     def __init__(self, endpoint: MqttEndpoint, filters: Sequence[str], *, client_prefix: str,
                  partitions: int = 1, share_group: str = "flowbank-pipeline", max_batch: int = 2_000,
                  idle_wait: timedelta = timedelta(milliseconds=10), session_expiry_s: int = SESSION_EXPIRY_S,
-                 batch_window: timedelta = timedelta(milliseconds=100)) -> None:
+                 batch_window: timedelta = timedelta(milliseconds=100), urgent_prefixes: tuple[str, ...] = ()) -> None:
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         self._endpoint = endpoint
@@ -172,6 +183,7 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
         self._idle_wait = idle_wait
         self._session_expiry_s = session_expiry_s
         self._batch_window = batch_window
+        self._urgent_prefixes = urgent_prefixes
 
     def list_parts(self) -> list[str]:
         return [str(n) for n in range(self._partitions)]
@@ -179,4 +191,5 @@ class MqttSource(FixedPartitionedSource[MqttMessage, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MqttPartition:
         return _MqttPartition(self._endpoint, f"{self._prefix}-{for_part}", self._filters,
                               max_batch=self._max_batch, idle_wait=self._idle_wait,
-                              session_expiry_s=self._session_expiry_s, batch_window=self._batch_window)
+                              session_expiry_s=self._session_expiry_s, batch_window=self._batch_window,
+                              urgent_prefixes=self._urgent_prefixes)

@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from control import contract as c
 from control import records as r
 from control.settings import MqttEndpoint
-from control.topics import live_topic
+from control.topics import command_topic, live_topic
 from warehouse.analytics import LakeBuffer, ParquetLake
 from warehouse.tsdb_writer import PermanentWriteError, RetryableWriteError, TimescaleWriter
 
@@ -232,3 +232,39 @@ class LiveStateSink(DynamicSink[r.LiveState]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _LivePartition:
         return _LivePartition(self._endpoint, f"{self._prefix}-live-{worker_index}")
+
+
+class _CommandPartition(StatelessSinkPartition[c.Command]):
+    """Publishes the dataflow's commands (setpoints) for the bridge, QoS1.
+
+    At least once: a command replayed after a crash has the same derived id, and the bridge's
+    command queue stores a command id once."""
+
+    def __init__(self, endpoint: MqttEndpoint, client_id: str) -> None:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if endpoint.username:
+            client.username_pw_set(endpoint.username, endpoint.password.reveal() or None)
+        if endpoint.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, 30)
+        client.max_queued_messages_set(0)  # queue without bound while disconnected: commands are not dropped
+        client.connect_async(endpoint.host, endpoint.port, keepalive=30)
+        client.loop_start()
+        self._client = client
+
+    def write_batch(self, items: Sequence[c.Command]) -> None:
+        for command in items:
+            self._client.publish(command_topic(command.charger_id), c.encode(command), qos=1)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class CommandSink(DynamicSink[c.Command]):
+    def __init__(self, endpoint: MqttEndpoint, client_prefix: str) -> None:
+        self._endpoint = endpoint
+        self._prefix = client_prefix
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommandPartition:
+        return _CommandPartition(self._endpoint, f"{self._prefix}-commands-{worker_index}")

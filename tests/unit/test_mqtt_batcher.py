@@ -52,3 +52,14 @@ def test_a_zero_window_hands_over_whatever_has_arrived() -> None:
     batcher = Batcher(max_batch=100, window=timedelta(0), idle_wait=IDLE)
     batch, wake = batcher.take(_queue(0, 1), T0 + timedelta(milliseconds=1))
     assert [mid for _, mid in batch] == [1, 2] and wake is None
+
+
+def test_an_urgent_topic_hands_the_batch_over_at_once() -> None:
+    batcher = Batcher(max_batch=100, window=WINDOW, idle_wait=IDLE, urgent_prefixes=("flowbank/v1/load/",))
+    q = _queue(0, 1)
+    assert batcher.take(q, T0 + timedelta(milliseconds=2))[0] == []
+    q.put((MqttMessage("flowbank/v1/load/site-1", b"{}", T0 + timedelta(milliseconds=3)), 3))
+    batch, wake = batcher.take(q, T0 + timedelta(milliseconds=3))
+    assert [mid for _, mid in batch] == [1, 2, 3] and wake is None
+    q.put((MqttMessage("t", b"{}", T0 + timedelta(milliseconds=4)), 4))
+    assert batcher.take(q, T0 + timedelta(milliseconds=5))[0] == []  # the next batch waits again

@@ -1,0 +1,444 @@
+"""Load management in the stream: per-site state, ``decide`` on every relevant event, setpoints
+out as commands, compliance checked afterwards, every change audited.
+
+Plain functions over plain state (no Bytewax here; ``pipelines.flow`` wires them):
+
+* :func:`route` (keyed by charger) forwards a charger's events to its site, as placed by the
+  site configurations (:class:`Placement`); what arrives before the placement is known is kept
+  (the newest status and transaction event per connector) and forwarded when it is.
+* :func:`control_step` (keyed by site) keeps a :class:`SiteControl`: the configuration, each
+  connector's observed state, the building-load readings, what was last sent and the compliance
+  checks in progress. A configuration change, a building-load reading, a status, transaction or
+  connection event re-runs :func:`control.allocation.decide` at once (stateless per cycle: the
+  whole snapshot every time); meter samples only update measurements and compliance; a timer
+  (:func:`next_wakeup`) re-decides every few seconds for clocks that move by themselves (rules'
+  time windows, operator limits ending, a building meter going stale, hysteresis).
+
+For every connector whose limit changed the step emits a ``Setpoint`` (history), a ``Command``
+(``set_limit``: the bridge sends SetChargingProfile), a ``ControlDecision`` (the audit log: old
+-> new limit, the reason, the binding constraint, every input with its age, the command id) and
+opens a compliance check, closed by the charger's measured current (``ComplianceCheck``:
+compliant, late, violated) or by the command's result (rejected). A violation, a rejection and
+the site falling back to its safe cap (stale building meter) raise alerts.
+
+Ids are derived, not random: the same decision replayed produces the same command id, which the
+bridge's command queue stores once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from control import contract as c
+from control.allocation import (
+    Allocation,
+    AllocationParams,
+    ConnectorAllocation,
+    ConnectorDemand,
+    PauseCause,
+    SiteControlState,
+    Snapshot,
+    decide,
+)
+from control.records import ComplianceCheck, ComplianceVerdict, ControlDecision
+from control.rules import RuleContext, evaluate
+from control.site import BuildingLoadReading, reading_from_event
+from control.site_config import SiteControlConfig
+
+ConnectorKey = tuple[str, int]
+
+# Connector states in which an EV is plugged in.
+_CONNECTED = frozenset({c.ConnectorState.PREPARING, c.ConnectorState.CHARGING, c.ConnectorState.SUSPENDED_EV,
+                        c.ConnectorState.SUSPENDED_EVSE, c.ConnectorState.OCCUPIED, c.ConnectorState.FINISHING})
+# ... and in which it may want energy (Finishing: the session is over, the cable still in).
+_WANTS = _CONNECTED - {c.ConnectorState.FINISHING}
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """Tunables of the control step (the allocation's own are in ``AllocationParams``)."""
+
+    params: AllocationParams = field(default_factory=AllocationParams)
+    redecide_every: timedelta = timedelta(seconds=5)
+    compliance_tolerance_a: float = 1.0  # measured may exceed the limit by max(this, 5 %)
+    compliance_late_after: timedelta = timedelta(seconds=15)  # later than this: "late"
+    compliance_give_up_after: timedelta = timedelta(seconds=60)  # never under: "violated"
+    command_expiry: timedelta = timedelta(seconds=60)  # a setpoint older than this is obsolete
+
+
+# --------------------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Charger ``charger_id`` belongs to ``site_id`` (None: to no site any more)."""
+
+    charger_id: str
+    site_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfigUpdate:
+    """A site's configuration, new or changed; None: the site is gone or disabled."""
+
+    site_id: str
+    config: SiteControlConfig | None
+
+
+RoutedEvent = c.MeterSample | c.StatusChanged | c.TransactionEvent | c.ConnectionEvent | c.CommandResult
+ROUTED_EVENTS = (c.MeterSample, c.StatusChanged, c.TransactionEvent, c.ConnectionEvent, c.CommandResult)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A charger's event on its way to its site's control step."""
+
+    site_id: str
+    event: RoutedEvent
+
+
+@dataclass
+class RouteState:
+    site_id: str | None = None
+    held: dict[tuple[int, int], RoutedEvent] = field(default_factory=dict)  # while unplaced
+
+
+def route(state: RouteState | None, item: Placement | RoutedEvent) -> tuple[RouteState, list[Routed]]:
+    """(new state, events to forward to the charger's site)."""
+    st = state or RouteState()
+    if isinstance(item, Placement):
+        st.site_id = item.site_id
+        if st.site_id is None:
+            return st, []
+        out = [Routed(st.site_id, event) for _, event in sorted(st.held.items(), key=lambda kv: kv[1].ts)]
+        st.held.clear()
+        return st, out
+    if st.site_id is not None:
+        return st, [Routed(st.site_id, item)]
+    if isinstance(item, c.StatusChanged | c.TransactionEvent):  # kept: they say who is plugged in
+        kind = 0 if isinstance(item, c.StatusChanged) else 1
+        st.held[(kind, item.connector_id)] = item
+    elif isinstance(item, c.ConnectionEvent):
+        st.held[(2, 0)] = item
+    return st, []
+
+
+# --------------------------------------------------------------------------- per-site state
+
+
+@dataclass
+class ConnState:
+    status: c.ConnectorState | None = None
+    transaction_id: str | None = None
+    arrived_at: datetime | None = None
+    measured_current_a: float | None = None
+    phases_in_use: int | None = None
+    id_tag: str | None = None
+
+
+@dataclass
+class Sent:
+    limit_a: float
+    paused: bool
+    pause_cause: PauseCause | None
+    at: datetime  # when this limit took effect (the decision that changed it)
+    decision_id: str
+    command_id: str
+
+
+@dataclass
+class Check:
+    decision_id: str
+    command_id: str
+    limit_a: float
+    sent_at: datetime
+    last_measured_a: float | None = None
+
+
+@dataclass
+class SiteControl:
+    site_id: str
+    config: SiteControlConfig | None = None
+    connectors: dict[ConnectorKey, ConnState] = field(default_factory=dict)
+    online: dict[str, bool] = field(default_factory=dict)
+    loads: dict[str, BuildingLoadReading] = field(default_factory=dict)  # by circuit id ("" = main)
+    sent: dict[ConnectorKey, Sent] = field(default_factory=dict)
+    checks: dict[ConnectorKey, Check] = field(default_factory=dict)
+    fallback_episode: int = 0
+    in_fallback: bool = False
+    seq: int = 0
+    last_decided_at: datetime | None = None
+
+
+Output = c.Setpoint | c.Command | c.Alert | ControlDecision | ComplianceCheck
+
+
+ControlInput = SiteConfigUpdate | c.BuildingLoad | Routed
+
+
+def control_step(state: SiteControl | None, item: ControlInput, now: datetime,
+                 cfg: ControlConfig) -> tuple[SiteControl, list[Output]]:
+    """One input of a site (every input names its site) -> (state, outputs)."""
+    st = state or SiteControl(item.site_id)
+    out: list[Output] = []
+    redecide = False
+    if isinstance(item, Routed):
+        redecide = _on_charger_event(st, item.event, now, cfg, out)
+    elif isinstance(item, SiteConfigUpdate):
+        st.config = item.config
+        if item.config is not None:
+            known = {(ch.charger_id, cn.connector_id) for ch in item.config.site.chargers for cn in ch.connectors}
+            for key in [k for k in st.connectors if k not in known]:
+                del st.connectors[key]
+                st.sent.pop(key, None)
+                st.checks.pop(key, None)
+        redecide = True
+    elif isinstance(item, c.BuildingLoad):
+        voltage = st.config.site.voltage_v if st.config else 230.0
+        st.loads[item.circuit_id or ""] = reading_from_event(item, voltage_v=voltage)
+        redecide = True
+    if redecide:
+        _decide(st, now, cfg, out)
+    return st, out
+
+
+def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: ControlConfig,
+                      out: list[Output]) -> bool:
+    """Apply one charger event; True when it calls for a new decision."""
+    redecide = False
+    if isinstance(item, c.MeterSample):
+        _on_sample(st, item, now, cfg, out)
+    elif isinstance(item, c.StatusChanged):
+        conn = st.connectors.setdefault((item.charger_id, item.connector_id), ConnState())
+        if conn.status not in _CONNECTED and item.status in _CONNECTED:
+            conn.arrived_at = item.ts
+        conn.status = item.status
+        if item.status not in _CONNECTED:
+            conn.arrived_at = None
+        redecide = True
+    elif isinstance(item, c.TransactionEvent):
+        conn = st.connectors.setdefault((item.charger_id, item.connector_id), ConnState())
+        if item.kind is c.TransactionKind.ENDED:
+            conn.transaction_id = None
+        else:
+            if conn.transaction_id != item.transaction_id and conn.arrived_at is None:
+                conn.arrived_at = item.ts
+            conn.transaction_id = item.transaction_id
+            conn.id_tag = item.id_tag or conn.id_tag
+        redecide = True
+    elif isinstance(item, c.ConnectionEvent):
+        if item.kind in (c.ConnectionKind.CONNECTED, c.ConnectionKind.DISCONNECTED, c.ConnectionKind.BOOTED):
+            st.online[item.charger_id] = item.kind is not c.ConnectionKind.DISCONNECTED
+            if item.kind is c.ConnectionKind.BOOTED:
+                # A rebooted charger may have lost our profiles: send its limits again.
+                for key in [k for k in st.sent if k[0] == item.charger_id]:
+                    del st.sent[key]
+            redecide = True
+    elif isinstance(item, c.CommandResult):
+        _on_command_result(st, item, now, out)
+    return redecide
+
+
+def on_timer(state: SiteControl, now: datetime, cfg: ControlConfig) -> tuple[SiteControl, list[Output]]:
+    out: list[Output] = []
+    _expire_checks(state, now, cfg, out)
+    _decide(state, now, cfg, out)
+    return state, out
+
+
+def next_wakeup(state: SiteControl, cfg: ControlConfig) -> datetime | None:
+    if state.config is None or state.last_decided_at is None:
+        return None
+    return state.last_decided_at + cfg.redecide_every
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+def snapshot_of(st: SiteControl, now: datetime, cfg: ControlConfig) -> Snapshot | None:
+    config = st.config
+    if config is None:
+        return None
+    demands = []
+    for charger in config.site.chargers:
+        for connector in charger.connectors:
+            key = (charger.charger_id, connector.connector_id)
+            conn = st.connectors.get(key)
+            if conn is None or not _plugged_in(conn):
+                continue
+            mode = config.mode_of(*key)
+            outcome = evaluate(config.rules, RuleContext(
+                site_id=config.site_id, charger_id=key[0], connector_id=key[1], mode=mode,
+                phases=conn.phases_in_use or len(charger.phases), voltage_v=config.site.voltage_v,
+                id_tag=conn.id_tag), now)
+            sent = st.sent.get(key)
+            demands.append(ConnectorDemand(
+                charger_id=key[0], connector_id=key[1], arrived_at=conn.arrived_at or now,
+                mode=outcome.mode_override or mode,
+                ev_connected=True, wants_energy=conn.status in _WANTS or conn.transaction_id is not None,
+                phases_in_use=conn.phases_in_use, measured_current_a=conn.measured_current_a,
+                last_limit_a=sent.limit_a if sent else None, last_limit_at=sent.at if sent else None,
+                last_pause_cause=sent.pause_cause if sent else None,
+                rule_cap_a=outcome.cap_a, rule_reason=outcome.reason if outcome.cap_a is not None else None,
+                rule_pause_reason=outcome.reason if outcome.pause else None))
+    return Snapshot(site=config.site, demands=tuple(demands), building_loads=tuple(st.loads.values()),
+                    params=cfg.params)
+
+
+def _plugged_in(conn: ConnState) -> bool:
+    return conn.status in _CONNECTED or (conn.status is None and conn.transaction_id is not None)
+
+
+def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output]) -> Allocation | None:
+    snapshot = snapshot_of(st, now, cfg)
+    if snapshot is None:
+        return None
+    allocation = decide(snapshot, now)
+    st.last_decided_at = now
+    _fallback_alerts(st, allocation, now, out)
+    # Connectors no longer in the snapshot (unplugged) forget their limit: the next EV starts afresh.
+    present = {(d.charger_id, d.connector_id) for d in snapshot.demands}
+    for key in [k for k in st.sent if k not in present]:
+        del st.sent[key]
+        st.checks.pop(key, None)
+    changes = allocation.changes
+    if not changes:
+        return allocation
+    st.seq += 1
+    decision_id = _decision_id(st.site_id, now, st.seq)
+    inputs = {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
+                                              else round(i.age_s, 3)} for i in allocation.inputs}
+    for change in changes:
+        key = (change.charger_id, change.connector_id)
+        command_id = _derived_id("sp", decision_id, *map(str, key))
+        previous = st.sent.get(key)
+        out.append(change.to_setpoint(site_id=st.site_id, decision_id=decision_id, ts=now))
+        out.append(c.Command(
+            command_id=command_id, charger_id=change.charger_id, kind=c.CommandKind.SET_LIMIT, issued_at=now,
+            expires_at=now + cfg.command_expiry, connector_id=change.connector_id,
+            params={"limit": change.limit_a, "unit": c.RateUnit.AMPS.value}, requested_by=f"control:{st.site_id}"))
+        out.append(ControlDecision(
+            ts=now, decision_id=decision_id, site_id=st.site_id, charger_id=change.charger_id,
+            connector_id=change.connector_id, new_limit_a=change.limit_a, reason=change.reason,
+            site_state=allocation.state.value, old_limit_a=previous.limit_a if previous else None,
+            paused=change.paused, binding=_binding(change), inputs=inputs, command_id=command_id))
+        st.sent[key] = Sent(change.limit_a, change.paused, change.pause_cause, now, decision_id, command_id)
+        st.checks[key] = Check(decision_id, command_id, change.limit_a, now)
+    return allocation
+
+
+def _binding(change: ConnectorAllocation) -> str:
+    kind = change.binding_constraint.value
+    return f"{kind}:{change.binding_id}" if change.binding_id else kind
+
+
+def _fallback_alerts(st: SiteControl, allocation: Allocation, now: datetime, out: list[Output]) -> None:
+    falling_back = allocation.state is SiteControlState.SAFE_FALLBACK
+    if falling_back and not st.in_fallback:
+        st.fallback_episode += 1
+    if falling_back != st.in_fallback:
+        st.in_fallback = falling_back
+        out.append(c.Alert(
+            alert_id=_derived_id("stale", st.site_id, str(st.fallback_episode)), kind="stale_building_load",
+            severity=c.Severity.WARNING, ts=now,
+            message=(allocation.banner or "Building meter stale: site at its safe cap") if falling_back
+            else "Building meter readings are current again; normal load management resumed",
+            state=c.AlertState.OPEN if falling_back else c.AlertState.RESOLVED, site_id=st.site_id))
+
+
+# --------------------------------------------------------------------------- measurements and compliance
+
+
+def _measured_current_a(sample: c.MeterSample) -> tuple[float | None, int | None]:
+    """(the highest phase current, the phases drawing) of a sample; (total, None) without phases."""
+    phases = [v for v in (sample.current_l1_a, sample.current_l2_a, sample.current_l3_a) if v is not None]
+    if phases:
+        drawing = sum(1 for v in phases if v > 1.0)
+        return max(phases), drawing or None
+    return sample.current_a, None
+
+
+def _on_sample(st: SiteControl, sample: c.MeterSample, now: datetime, cfg: ControlConfig, out: list[Output]) -> None:
+    key = (sample.charger_id, sample.connector_id)
+    measured, phases = _measured_current_a(sample)
+    if measured is None:
+        return
+    conn = st.connectors.setdefault(key, ConnState())
+    conn.measured_current_a = measured
+    if phases is not None and conn.phases_in_use != phases and measured > 1.0:
+        conn.phases_in_use = phases
+    check = st.checks.get(key)
+    if check is None:
+        return
+    seen_at = sample.received_at or sample.ts
+    if seen_at < check.sent_at:
+        return  # a reading from before the setpoint says nothing about it
+    check.last_measured_a = measured
+    tolerance = max(cfg.compliance_tolerance_a, check.limit_a * 0.05)
+    if measured <= check.limit_a + tolerance:
+        reaction = seen_at - check.sent_at
+        verdict = ComplianceVerdict.COMPLIANT if reaction <= cfg.compliance_late_after else ComplianceVerdict.LATE
+        out.append(_verdict(st, key, check, verdict, now, measured, reaction.total_seconds()))
+        del st.checks[key]
+    elif seen_at - check.sent_at > cfg.compliance_give_up_after:
+        _violated(st, key, check, now, out)
+
+
+def _expire_checks(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output]) -> None:
+    for key, check in list(st.checks.items()):
+        if now - check.sent_at > cfg.compliance_give_up_after:
+            if check.last_measured_a is None:
+                del st.checks[key]  # no reading came at all (EV not drawing, charger silent): nothing to judge
+            else:
+                _violated(st, key, check, now, out)
+
+
+def _violated(st: SiteControl, key: ConnectorKey, check: Check, now: datetime, out: list[Output]) -> None:
+    out.append(_verdict(st, key, check, ComplianceVerdict.VIOLATED, now, check.last_measured_a, None))
+    out.append(c.Alert(
+        alert_id=_derived_id("violated", check.decision_id, *map(str, key)), kind="setpoint_violated",
+        severity=c.Severity.ERROR, ts=now, charger_id=key[0], site_id=st.site_id,
+        message=f"{key[0]}/{key[1]} still draws {check.last_measured_a:.1f} A, over its {check.limit_a:.1f} A "
+                f"limit, {(now - check.sent_at).total_seconds():.0f} s after it was sent"))
+    del st.checks[key]
+
+
+def _on_command_result(st: SiteControl, result: c.CommandResult, now: datetime, out: list[Output]) -> None:
+    for key, check in list(st.checks.items()):
+        if check.command_id != result.command_id:
+            continue
+        if result.outcome in (c.CommandOutcome.REJECTED, c.CommandOutcome.FAILED):
+            out.append(_verdict(st, key, check, ComplianceVerdict.REJECTED, now, check.last_measured_a, None))
+            out.append(c.Alert(
+                alert_id=_derived_id("rejected", check.decision_id, *map(str, key)), kind="setpoint_rejected",
+                severity=c.Severity.ERROR, ts=now, charger_id=key[0], site_id=st.site_id,
+                message=f"{key[0]}/{key[1]} refused a {check.limit_a:.1f} A limit "
+                        f"({result.status or result.outcome.value}{': ' + result.detail if result.detail else ''})"))
+        if result.outcome is not c.CommandOutcome.ACCEPTED:
+            # Not installed: forget it, so the next decision sends the limit again.
+            del st.checks[key]
+            sent = st.sent.get(key)
+            if sent is not None and sent.command_id == result.command_id:
+                del st.sent[key]
+
+
+def _verdict(st: SiteControl, key: ConnectorKey, check: Check, verdict: ComplianceVerdict, now: datetime,
+             measured: float | None, reaction_s: float | None) -> ComplianceCheck:
+    return ComplianceCheck(ts=now, decision_id=check.decision_id, site_id=st.site_id, charger_id=key[0],
+                           connector_id=key[1], limit_a=check.limit_a, verdict=verdict, measured_a=measured,
+                           reaction_s=reaction_s, command_id=check.command_id)
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def _decision_id(site_id: str, now: datetime, seq: int) -> str:
+    return f"{_derived_id('d', site_id)[:10]}-{now:%Y%m%dT%H%M%S%f}-{seq}"
+
+
+def _derived_id(prefix: str, *parts: str) -> str:
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=10).hexdigest()
+    return f"{prefix}-{digest}"
+
