@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from control.settings import Settings, SettingsError, describe
 
@@ -48,6 +49,18 @@ def _cmd_chargers(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.chargers_cli import run as run_chargers
 
     return run_chargers(settings, args)
+
+
+def _cmd_meter(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.building_meter import run_meter
+
+    return run_meter(settings, args.config, once=args.once)
+
+
+def _cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.building_meter import run_load
+
+    return run_load(settings, args)
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -147,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(p)
     p.set_defaults(handler=_cmd_simulate)
+
+    p = sub.add_parser("meter", help="read a building meter over Modbus TCP and publish its load until Ctrl-C")
+    p.add_argument("--config", type=Path, required=True, help="the meter's TOML file (see ingest/README.md)")
+    p.add_argument("--once", action="store_true", help="read once and print the reading (commissioning)")
+    p.set_defaults(handler=_cmd_meter)
+
+    p = sub.add_parser("load", help="building load by hand: publish one reading as a HEMS would")
+    from ingest.building_meter import add_load_arguments
+
+    add_load_arguments(p)
+    p.set_defaults(handler=_cmd_load)
     return parser
 
 
