@@ -170,6 +170,7 @@ class SiteControl:
     in_fallback: bool = False
     seq: int = 0
     last_decided_at: datetime | None = None
+    unconfirmed: set[str] = field(default_factory=set)  # lowering commands without a result yet
 
 
 Output = c.Setpoint | c.Command | c.Alert | ControlDecision | ComplianceCheck
@@ -238,12 +239,18 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
             redecide = True
     elif isinstance(item, c.CommandResult):
         _on_command_result(st, item, now, out)
+        if item.command_id in st.unconfirmed:
+            st.unconfirmed.discard(item.command_id)
+            # The held-back raises can go now. After a failure the timer decides again instead,
+            # so a charger that refuses is not asked again at the speed of its answers.
+            redecide = not st.unconfirmed and item.outcome is c.CommandOutcome.ACCEPTED
     return redecide
 
 
 def on_timer(state: SiteControl, now: datetime, cfg: ControlConfig) -> tuple[SiteControl, list[Output]]:
     out: list[Output] = []
     _expire_checks(state, now, cfg, out)
+    state.unconfirmed.clear()  # results that have not come by now are not waited for any longer
     _decide(state, now, cfg, out)
     return state, out
 
@@ -304,6 +311,14 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
         del st.sent[key]
         st.checks.pop(key, None)
     changes = allocation.changes
+    # Decreases before increases: while a lowered limit is not yet confirmed by its charger, the
+    # raises of the same decision wait (for the command results, or the next timer at the latest),
+    # so the limits installed in chargers sum to at most the new allocation at every moment, in
+    # whatever order the chargers answer.
+    lowering = [ch for ch in changes if _lowers(st, ch)]
+    awaiting = {key for key, sent in st.sent.items() if sent.command_id in st.unconfirmed}
+    if lowering or awaiting:
+        changes = tuple(ch for ch in changes if _lowers(st, ch))
     if not changes:
         return allocation
     st.seq += 1
@@ -326,7 +341,16 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
             paused=change.paused, binding=_binding(change), inputs=inputs, command_id=command_id))
         st.sent[key] = Sent(change.limit_a, change.paused, change.pause_cause, now, decision_id, command_id)
         st.checks[key] = Check(decision_id, command_id, change.limit_a, now)
+        if change in lowering:
+            st.unconfirmed.add(command_id)
     return allocation
+
+
+def _lowers(st: SiteControl, change: ConnectorAllocation) -> bool:
+    """A change that reduces what the charger may draw (a first limit counts: it may be running at
+    its hardware maximum)."""
+    sent = st.sent.get((change.charger_id, change.connector_id))
+    return sent is None or change.limit_a < sent.limit_a
 
 
 def _binding(change: ConnectorAllocation) -> str:

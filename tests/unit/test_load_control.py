@@ -49,11 +49,13 @@ def config(main_a: float = 25, *, meter: bool = False, modes: dict[tuple[str, in
 
 
 class Harness:
-    """Feeds one site's control step and keeps its outputs."""
+    """Feeds one site's control step and keeps its outputs. Like a bridge whose chargers accept
+    every profile at once, it answers each command with an accepted result (``auto_accept``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, auto_accept: bool = True) -> None:
         self.state: SiteControl | None = None
         self.out: list[Output] = []
+        self.auto_accept = auto_accept
 
     def feed(self, item: ControlInput | c.Event, at: datetime) -> list[Output]:
         if not isinstance(item, SiteConfigUpdate | c.BuildingLoad | Routed):
@@ -62,13 +64,21 @@ class Harness:
             item = Routed(SITE, item)
         self.state, out = control_step(self.state, item, at, CFG)
         self.out.extend(out)
-        return out
+        return out + self._accept(out, at)
 
     def tick(self, at: datetime) -> list[Output]:
         assert self.state is not None
         self.state, out = on_timer(self.state, at, CFG)
         self.out.extend(out)
-        return out
+        return out + self._accept(out, at)
+
+    def _accept(self, out: list[Output], at: datetime) -> list[Output]:
+        more: list[Output] = []
+        if self.auto_accept:
+            for command in of(c.Command, out):
+                more += self.feed(c.CommandResult(command.command_id, command.charger_id, at,
+                                                  c.CommandOutcome.ACCEPTED, "Accepted"), at)
+        return more
 
     def plug_in(self, charger: str, at: datetime, tx: str = "1") -> list[Output]:
         out = self.feed(c.StatusChanged(charger, 1, at, c.ConnectorState.PREPARING), at)
@@ -153,14 +163,36 @@ def test_compliance_compliant_late_and_violated() -> None:
 
 
 def test_a_rejected_profile_is_recorded_alerted_and_sent_again_at_the_next_decision() -> None:
-    h = Harness()
+    h = Harness(auto_accept=False)
     h.feed(SiteConfigUpdate(SITE, config(25)), T0)
     (command,) = of(c.Command, h.plug_in("CP-A", T0))
     out = h.feed(c.CommandResult(command.command_id, "CP-A", T0, c.CommandOutcome.REJECTED, "Rejected"), T0)
     assert [x.verdict for x in of(ComplianceCheck, out)] == [ComplianceVerdict.REJECTED]
     assert [a.kind for a in of(c.Alert, out)] == ["setpoint_rejected"]
+    assert limits(out) == {}, "not asked again at once"
     out = h.tick(T0 + timedelta(seconds=5))
     assert limits(out) == {"CP-A": 24.0}, "not installed: sent again"
+
+
+def test_decreases_go_first_and_increases_wait_for_their_confirmation() -> None:
+    h = Harness(auto_accept=False)
+    h.feed(SiteConfigUpdate(SITE, config(30)), T0)
+    (first,) = of(c.Command, h.plug_in("CP-A", T0))
+    h.feed(c.CommandResult(first.command_id, "CP-A", T0, c.CommandOutcome.ACCEPTED, "Accepted"), T0)
+    out = h.plug_in("CP-B", T0 + timedelta(seconds=1), tx="2")  # A 29 -> 14.5 and B new at 14.5: both lower
+    assert limits(out) == {"CP-A": 14.5, "CP-B": 14.5}
+    by_charger = {cmd.charger_id: cmd for cmd in of(c.Command, out)}
+    at = T0 + timedelta(seconds=2)
+    # B switches to Boost: A goes down to 13, B up to 16. Only A's decrease goes out ...
+    boost = config(30, modes={("CP-B", 1): "boost"}, version="v2")
+    for cmd in by_charger.values():
+        h.feed(c.CommandResult(cmd.command_id, cmd.charger_id, at, c.CommandOutcome.ACCEPTED, "Accepted"), at)
+    out = h.feed(SiteConfigUpdate(SITE, boost), at)
+    assert limits(out) == {"CP-A": 13.0}
+    (lower,) = of(c.Command, out)
+    # ... B's increase follows once A has confirmed.
+    out = h.feed(c.CommandResult(lower.command_id, "CP-A", at, c.CommandOutcome.ACCEPTED, "Accepted"), at)
+    assert limits(out) == {"CP-B": 16.0}
 
 
 def test_a_stale_building_meter_falls_back_to_the_safe_cap_with_an_alert_and_recovers() -> None:
