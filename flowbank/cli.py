@@ -63,6 +63,15 @@ def _cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     return run_load(settings, args)
 
 
+def _control_handler(command: str) -> Handler:
+    def handler(settings: Settings, args: argparse.Namespace) -> int:
+        from warehouse.control_cli import run as run_control
+
+        return run_control(settings, command, args)
+
+    return handler
+
+
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.sim.cli import run as run_simulator
 
@@ -171,6 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_load_arguments(p)
     p.set_defaults(handler=_cmd_load)
+
+    from warehouse import control_cli
+
+    for name, help_text, add in (
+        ("site", "load management: create, list, show, remove sites (circuits, chargers, rules)",
+         control_cli.add_site_arguments),
+        ("mode", "set a connector's charging mode: standard, eco, boost", control_cli.add_mode_arguments),
+        ("limit", "operator limits: cap a site or charger until a time", control_cli.add_limit_arguments),
+        ("command", "send a command to chargers and wait for each result (bulk)", control_cli.add_command_arguments),
+        ("decisions", "the load-management audit log", control_cli.add_decision_arguments),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        add(p)
+        p.set_defaults(handler=_control_handler(name))
     return parser
 
 
