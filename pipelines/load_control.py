@@ -66,6 +66,7 @@ class ControlConfig:
     compliance_late_after: timedelta = timedelta(seconds=15)  # later than this: "late"
     compliance_give_up_after: timedelta = timedelta(seconds=60)  # never under: "violated"
     command_expiry: timedelta = timedelta(seconds=60)  # a setpoint older than this is obsolete
+    confirm_wait: timedelta = timedelta(seconds=1.5)  # raises wait at most this long for the decreases' results
 
 
 # --------------------------------------------------------------------------- routing
@@ -170,7 +171,7 @@ class SiteControl:
     in_fallback: bool = False
     seq: int = 0
     last_decided_at: datetime | None = None
-    unconfirmed: set[str] = field(default_factory=set)  # lowering commands without a result yet
+    unconfirmed: dict[str, datetime] = field(default_factory=dict)  # lowering commands without a result: sent at
 
 
 Output = c.Setpoint | c.Command | c.Alert | ControlDecision | ComplianceCheck
@@ -240,7 +241,7 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
     elif isinstance(item, c.CommandResult):
         _on_command_result(st, item, now, out)
         if item.command_id in st.unconfirmed:
-            st.unconfirmed.discard(item.command_id)
+            del st.unconfirmed[item.command_id]
             # The held-back raises can go now. After a failure the timer decides again instead,
             # so a charger that refuses is not asked again at the speed of its answers.
             redecide = not st.unconfirmed and item.outcome is c.CommandOutcome.ACCEPTED
@@ -250,7 +251,6 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
 def on_timer(state: SiteControl, now: datetime, cfg: ControlConfig) -> tuple[SiteControl, list[Output]]:
     out: list[Output] = []
     _expire_checks(state, now, cfg, out)
-    state.unconfirmed.clear()  # results that have not come by now are not waited for any longer
     _decide(state, now, cfg, out)
     return state, out
 
@@ -258,7 +258,10 @@ def on_timer(state: SiteControl, now: datetime, cfg: ControlConfig) -> tuple[Sit
 def next_wakeup(state: SiteControl, cfg: ControlConfig) -> datetime | None:
     if state.config is None or state.last_decided_at is None:
         return None
-    return state.last_decided_at + cfg.redecide_every
+    wakeup = state.last_decided_at + cfg.redecide_every
+    if state.unconfirmed:  # raises held back: decide again when the wait for confirmations ends
+        wakeup = min(wakeup, min(state.unconfirmed.values()) + cfg.confirm_wait)
+    return wakeup
 
 
 # --------------------------------------------------------------------------- deciding
@@ -308,7 +311,7 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
     # Connectors no longer in the snapshot (unplugged) forget their limit: the next EV starts afresh.
     present = {(d.charger_id, d.connector_id) for d in snapshot.demands}
     for key in [k for k in st.sent if k not in present]:
-        del st.sent[key]
+        st.unconfirmed.pop(st.sent.pop(key).command_id, None)
         st.checks.pop(key, None)
     changes = allocation.changes
     # Decreases before increases: while a lowered limit is not yet confirmed by its charger, the
@@ -316,6 +319,9 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
     # so the limits installed in chargers sum to at most the new allocation at every moment, in
     # whatever order the chargers answer.
     lowering = [ch for ch in changes if _lowers(st, ch)]
+    for command_id, sent_at in list(st.unconfirmed.items()):
+        if now - sent_at >= cfg.confirm_wait:  # no answer in time: the raises do not wait any longer
+            del st.unconfirmed[command_id]
     awaiting = {key for key, sent in st.sent.items() if sent.command_id in st.unconfirmed}
     if lowering or awaiting:
         changes = tuple(ch for ch in changes if _lowers(st, ch))
@@ -342,7 +348,7 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
         st.sent[key] = Sent(change.limit_a, change.paused, change.pause_cause, now, decision_id, command_id)
         st.checks[key] = Check(decision_id, command_id, change.limit_a, now)
         if change in lowering:
-            st.unconfirmed.add(command_id)
+            st.unconfirmed[command_id] = now
     return allocation
 
 

@@ -322,3 +322,16 @@ def test_the_flow_routes_events_to_the_control_step_and_commands_to_the_sink(bat
     assert commands and commands[-1].params["limit"] == 19.0  # 30 - 1 margin - 10 building load
     assert of(ControlDecision, stored) and of(c.Setpoint, stored)
     assert of(c.BuildingLoad, stored), "building loads are stored as raw history"
+
+
+def test_increases_stop_waiting_for_a_confirmation_that_does_not_come() -> None:
+    h = Harness(auto_accept=False)
+    h.feed(SiteConfigUpdate(SITE, config(30)), T0)
+    for charger, tx in (("CP-A", "1"), ("CP-B", "2")):
+        for cmd in of(c.Command, h.plug_in(charger, T0, tx=tx)):
+            h.feed(c.CommandResult(cmd.command_id, cmd.charger_id, T0, c.CommandOutcome.ACCEPTED, "Accepted"), T0)
+    at = T0 + timedelta(seconds=2)
+    out = h.feed(SiteConfigUpdate(SITE, config(30, modes={("CP-B", 1): "boost"}, version="v2")), at)
+    assert limits(out) == {"CP-A": 13.0}  # its result never comes
+    assert h.state is not None and next_wakeup(h.state, CFG) == at + CFG.confirm_wait
+    assert limits(h.tick(at + CFG.confirm_wait)) == {"CP-B": 16.0}
