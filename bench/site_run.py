@@ -16,9 +16,10 @@ Afterwards ``check_site_run`` reads the stored rows: at every decision the limit
 the building load stay under the breaker minus the margin (and under the operator limit while
 it holds), no setpoint was violated or refused, and every decision has its reason, binding
 constraint, inputs and command outcome. Per mode switch it also measures, on the platform's
-clock: switch -> the first decision that follows, -> the charger's acceptance of the new
-profile (``command_results``), -> the first meter sample at or under the new limit
-(``bridge_received_at``), for the connectors whose limit went down. Exit status 1 if any check
+clock: switch -> the first decision that changes the switched connector's limit (switches that
+change nothing, e.g. on a connector without an EV, are not counted), -> the acceptance of the
+lowered profiles of that decision (``command_results``), -> the first meter sample at or under
+the new limit (``bridge_received_at``) of each connector it lowered. Exit status 1 if any check
 failed.
 
 Simulated time runs ``--speed`` times faster than the platform's clock; decisions, command
@@ -89,11 +90,13 @@ def _switch_latencies(dsn: str, switches: list[tuple[datetime, str]]) -> dict[st
     """Per switch: -> first decision; for connectors lowered by it: -> profile accepted, -> obeyed."""
     out: dict[str, list[float]] = {"decision": [], "accepted": [], "obeyed": []}
     with psycopg.connect(dsn) as conn:
-        for at, _charger in switches:
-            first = conn.execute("select min(ts) from control_decisions where site_id = %s and ts >= %s",
-                                 (SITE, at)).fetchone()
-            if first is None or first[0] is None or (first[0] - at).total_seconds() > 5:
-                continue  # the switch changed nothing (the connector had no EV, or the same limit)
+        for at, charger in switches:
+            # The decision that changed the switched connector's own limit (a switch on a connector
+            # without an EV, or one that leaves its limit as it was, is not counted).
+            first = conn.execute("select min(ts) from control_decisions where site_id = %s and charger_id = %s"
+                                 " and ts >= %s and ts < %s + interval '10 s'", (SITE, charger, at, at)).fetchone()
+            if first is None or first[0] is None:
+                continue
             out["decision"].append((first[0] - at).total_seconds())
             lowered = conn.execute(
                 """select d.charger_id, d.connector_id, d.new_limit_a, d.command_id from control_decisions d
@@ -160,10 +163,14 @@ def main() -> int:
             deadline = time.monotonic() + real_s
             while time.monotonic() < deadline and sim.running():
                 time.sleep(args.switch_every)
-                charger = rng.choice(chargers)
-                mode = rng.choice(["standard", "eco", "boost"])
                 now = datetime.now(UTC)
                 with psycopg.connect(dsn, autocommit=True) as conn:
+                    busy = [row[0] for row in conn.execute(
+                        "select charger_id from live_state where charger_id = any(%s) and status in"
+                        " ('Charging', 'Paused', 'Waiting for vehicle') order by charger_id", (chargers,))]
+                    charger = rng.choice(busy or chargers)  # switches where an EV is plugged in matter
+                    current = control_store.current_mode(conn, charger, 1).value
+                    mode = rng.choice([m for m in ("standard", "eco", "boost") if m != current])
                     result = control_store.set_mode(conn, charger, 1, mode, requested_by="bench", now=now,
                                                     confirmed=True)
                     if result.accepted:
