@@ -44,6 +44,36 @@ def _register_demo_chargers(settings: Settings, count: int) -> list[str]:
     return ids
 
 
+DEMO_SITE = "demo"
+
+
+def _demo_site(settings: Settings, count: int) -> str | None:
+    """Put the demo's AC chargers on a load-managed site (63 A main breaker) unless a site
+    ``demo`` exists already (someone's own configuration is never overwritten). The fleet is
+    the one ``flowbank simulate`` builds with its defaults (seed 1); the DC charger stays off it."""
+    import psycopg
+
+    from ingest.sim.model import ChargerKind
+    from ingest.sim.plan import FleetMix, build_fleet
+    from warehouse import control_store
+
+    specs = [s for s in build_fleet(FleetMix(chargers=count, dc_chargers=min(1, count)), seed=1)
+             if s.hardware.kind is not ChargerKind.DC]
+    if not specs:
+        return None
+    with psycopg.connect(settings.pg_dsn.reveal(), autocommit=True) as conn:
+        if control_store.site_mapping(conn, DEMO_SITE) is not None:
+            return DEMO_SITE
+        control_store.save_site(conn, {
+            "site_id": DEMO_SITE, "name": "Demo depot",
+            "circuits": [{"id": "main", "limit_a": 63, "name": "Main breaker"}],
+            "chargers": [{"id": s.charger_id, "circuit": "main", "max_current_a": s.hardware.max_current_a,
+                          "phases": ["L1", "L2", "L3"] if s.hardware.kind is ChargerKind.AC3 else ["L1"],
+                          "connectors": [{"id": n} for n in range(1, s.connectors + 1)]} for s in specs],
+        }, updated_by="flowbank run")
+    return DEMO_SITE
+
+
 def _stop_all(children: list[Child]) -> None:
     for child in reversed(children):
         if child.process and child.process.poll() is None:
@@ -70,8 +100,10 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
         Child("maintenance", _flowbank("maintain", "--every", "3600")),
         Child("data-quality", _flowbank("dq", "--every", "900")),
     ]
+    site = None
     if args.chargers > 0:
         _register_demo_chargers(settings, args.chargers)
+        site = _demo_site(settings, args.chargers)
         children.append(Child("simulator", _flowbank(
             "simulate", "--chargers", str(args.chargers), "--password", DEMO_PASSWORD,
             "--speed", str(args.speed), "--truth", str(settings.data_dir / "simulator-truth.jsonl"),
@@ -98,6 +130,8 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
         print(f"[run] analytics SQL:  {sys.executable} -m flowbank.cli sql  (DuckDB over {settings.data_dir / 'lake'})")
         if args.chargers:
             print(f"[run] simulated chargers: SIM-0001..SIM-{args.chargers:04d} (password {DEMO_PASSWORD!r})")
+        if site:
+            print(f"[run] load management: site {site!r} (flowbank site show {site}; flowbank decisions --site {site})")
         print("[run] Ctrl-C stops everything.\n", flush=True)
         exit_code = 0
         while not stopping.wait(0.5):

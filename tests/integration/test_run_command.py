@@ -48,6 +48,10 @@ def test_run_starts_the_platform_and_stops_on_ctrl_c(pg_dsn: str, mqtt_endpoint:
         output = log_path.read_text(errors="replace")
         assert proc.poll() is None, output[-3000:]
         assert f"ws://127.0.0.1:{port}/ocpp/<charge-point-id>" in output
+        assert "[run] load management: site 'demo'" in output  # the AC demo charger, on a managed site
+        with psycopg.connect(pg_dsn) as conn:
+            site = conn.execute("select config from sites where site_id = 'demo'").fetchone()
+        assert site is not None and [c["id"] for c in site[0]["chargers"]] == ["SIM-0001"], site
         assert samples > 0, "no meter sample made it from the simulated chargers to TimescaleDB\n" + output[-3000:]
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
