@@ -266,6 +266,7 @@ class EventPublisher:
                 timeout = 0.0
         if self._retry_after > now:
             timeout = min(timeout, self._retry_after - now)
+        timeout = max(timeout, 0.0)  # an overdue keepalive or timer: do not sleep (select refuses < 0)
         with self._lock:
             if self._has_work():
                 return
