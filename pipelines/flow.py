@@ -120,11 +120,14 @@ class RouteLogic(StatefulLogic[Any, Routed, RouteState]):
 
     def on_item(self, value: Any) -> tuple[Iterable[Routed], bool]:
         self._state, out = route(self._state, value)
-        return out, StatefulLogic.RETAIN
+        # A charger on no site with nothing held keeps no state (nothing to snapshot every epoch).
+        idle = self._state.site_id is None and not self._state.held
+        return out, StatefulLogic.DISCARD if idle else StatefulLogic.RETAIN
 
     def snapshot(self) -> RouteState:
         assert self._state is not None  # noqa: S101 - set by the first item
-        return copy.deepcopy(self._state)
+        # The held events are immutable: a copy of the dict is a consistent snapshot.
+        return RouteState(self._state.site_id, dict(self._state.held))
 
 
 class ControlLogic(StatefulLogic[Any, Any, SiteControl]):

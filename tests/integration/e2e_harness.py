@@ -352,8 +352,10 @@ class Platform:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBANK_")}
-        if "FLOWBANK_MQTT_SESSION_EXPIRY_S" in os.environ:  # tests/conftest.py: short-lived sessions
-            env["FLOWBANK_MQTT_SESSION_EXPIRY_S"] = os.environ["FLOWBANK_MQTT_SESSION_EXPIRY_S"]
+        # tests/conftest.py: short-lived sessions; benchmarks: the pipeline's batching window.
+        for name in ("FLOWBANK_MQTT_SESSION_EXPIRY_S", "FLOWBANK_PIPELINE_BATCH_MS"):
+            if name in os.environ:
+                env[name] = os.environ[name]
         env.update({
             "FLOWBANK_PG_DSN": self.pg_dsn,
             "FLOWBANK_MQTT_URL": mqtt_url(self.mqtt),
