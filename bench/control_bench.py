@@ -226,6 +226,9 @@ class Result:
     pipeline_args: list[str] = field(default_factory=list)
     stages: dict[str, dict[str, float | None]] = field(default_factory=dict)
     slow_steps: list[str] = field(default_factory=list)
+    # Mode switches (Boost <-> Standard on the first charger): switch -> its own new profile, and
+    # -> the first profile of another charger (the decreases that go first).
+    mode_switch: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 Evaluated = tuple[list[float], list[float], list[float], int, int, list[str], int,
@@ -389,6 +392,7 @@ async def drive(args: argparse.Namespace, plat: Platform, broker: PrivateBroker,
         window = end - t0
         cpu = {k: round(100.0 * (cpu_seconds(pid) - cpu0[k]) / window, 1) for k, pid in pids.items()}
         load1 = os.getloadavg()
+        mode_switch = await _mode_switches(args, plat.pg_dsn, chargers)
     finally:
         for task in tasks:
             task.cancel()
@@ -405,7 +409,39 @@ async def drive(args: argparse.Namespace, plat: Platform, broker: PrivateBroker,
                   extra_profiles=extra, cpu_pct=cpu, loadavg_start=tuple(round(v, 2) for v in load0),
                   loadavg_end=tuple(round(v, 2) for v in load1), machine=machine(), code=code_version(),
                   window_s=round(window, 1), other_calls=other, per_step=per_step,
-                  pipeline_args=list(args.pipeline_args)), steps, chargers
+                  pipeline_args=list(args.pipeline_args), mode_switch=mode_switch), steps, chargers
+
+
+async def _mode_switches(args: argparse.Namespace, dsn: str, chargers: list[Charger]) -> dict[str, dict[str, float |
+                                                                                                          None]]:
+    """Boost <-> Standard on the first charger through ``warehouse.control_store.set_mode`` (what a
+    dashboard does): from the write to the switched charger's new SetChargingProfile (Boost raises it
+    after the others' decreases are confirmed; Standard lowers it at once), and to the first
+    profile another charger gets."""
+    import psycopg
+
+    from warehouse.control_store import set_mode
+
+    own: list[float] = []
+    others: list[float] = []
+    target, rest = chargers[0], chargers[1:]
+    conn = await asyncio.to_thread(psycopg.connect, dsn, autocommit=True)
+    try:
+        for k in range(args.mode_switches):
+            mode = "boost" if k % 2 == 0 else "standard"
+            at = time.monotonic()
+            await asyncio.to_thread(set_mode, conn, target.charger_id, 1, mode, requested_by="control_bench",
+                                    now=datetime.now(UTC), confirmed=True)
+            await asyncio.sleep(3.0)
+            mine = [p.at - at for p in target.profiles if p.at > at]
+            theirs = [p.at - at for ch in rest for p in ch.profiles if p.at > at]
+            if mine:
+                own.append(min(mine))
+            if theirs:
+                others.append(min(theirs))
+    finally:
+        await asyncio.to_thread(conn.close)
+    return {"switched charger": summary(own), "first other charger": summary(others)}
 
 
 def report(r: Result, args: argparse.Namespace) -> None:
@@ -433,6 +469,11 @@ def report(r: Result, args: argparse.Namespace) -> None:
         print(f"| {name} | {s['n']} | {f(s['p50_ms'])} | {f(s['p99_ms'])} | {f(s['max_ms'])} |")
     for line in r.slow_steps:
         print(f"  over {GOAL_S * 1000:.0f} ms: {line}")
+    if r.mode_switch:
+        print("| mode switch (set_mode) -> SetChargingProfile | n | p50 ms | p99 ms | max ms |")
+        print("|---|---|---|---|---|")
+        for name, s in r.mode_switch.items():
+            print(f"| {name} | {s['n']} | {f(s['p50_ms'])} | {f(s['p99_ms'])} | {f(s['max_ms'])} |")
     print("CPU % of one core over the measured steps: " + ", ".join(f"{k} {v:.1f}" for k, v in r.cpu_pct.items()))
     print(f"load average 1/5/15 min: start {' / '.join(map(str, r.loadavg_start))}, "
           f"end {' / '.join(map(str, r.loadavg_end))}")
@@ -453,6 +494,7 @@ def main() -> int:
     parser.add_argument("--high", type=float, default=30.0, help="the other level (default 30)")
     parser.add_argument("--meter-every", type=float, default=5.0, help="MeterValues period, s (0: none)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mode-switches", type=int, default=20, help="Boost <-> Standard switches after the steps")
     parser.add_argument("--pipeline-args", nargs=argparse.REMAINDER, default=[],
                         help="the rest is passed to `flowbank pipeline` (e.g. --epoch-s 0.1); last on the line")
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -156,7 +156,7 @@ class ControlLogic(StatefulLogic[Any, Any, SiteControl]):
 
     def snapshot(self) -> SiteControl:
         assert self._state is not None  # noqa: S101 - set by the first item
-        return copy.deepcopy(self._state)
+        return self._state.snapshot()
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ bridge's command queue stores once.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from control import contract as c
@@ -172,6 +173,17 @@ class SiteControl:
     seq: int = 0
     last_decided_at: datetime | None = None
     unconfirmed: dict[str, datetime] = field(default_factory=dict)  # lowering commands without a result: sent at
+
+    def snapshot(self) -> SiteControl:
+        """An independent copy for Bytewax's recovery snapshot, taken every epoch: the containers
+        and the small mutable records are copied, the configuration (immutable, and the largest
+        part) is shared. Measured: ``copy.deepcopy`` of this state was the largest Python cost of
+        an idle pipeline."""
+        return replace(self, connectors={k: copy.copy(v) for k, v in self.connectors.items()},
+                       online=dict(self.online), loads=dict(self.loads),
+                       sent={k: copy.copy(v) for k, v in self.sent.items()},
+                       checks={k: copy.copy(v) for k, v in self.checks.items()},
+                       unconfirmed=dict(self.unconfirmed))
 
 
 Output = c.Setpoint | c.Command | c.Alert | ControlDecision | ComplianceCheck

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -335,3 +336,19 @@ def test_increases_stop_waiting_for_a_confirmation_that_does_not_come() -> None:
     assert limits(out) == {"CP-A": 13.0}  # its result never comes
     assert h.state is not None and next_wakeup(h.state, CFG) == at + CFG.confirm_wait
     assert limits(h.tick(at + CFG.confirm_wait)) == {"CP-B": 16.0}
+
+
+def test_the_recovery_snapshot_is_equal_independent_and_shares_the_configuration() -> None:
+    h = Harness(auto_accept=False)
+    h.feed(SiteConfigUpdate(SITE, config(30, meter=True)), T0)
+    h.feed(c.BuildingLoad(SITE, T0, 0.0, current_l1_a=3, current_l2_a=3, current_l3_a=3), T0)
+    h.plug_in("CP-A", T0)
+    h.feed(c.MeterSample("CP-A", 1, T0, current_l1_a=9.0, received_at=T0), T0)
+    assert h.state is not None
+    snap = h.state.snapshot()
+    assert snap == h.state and snap.config is h.state.config
+    assert pickle.loads(pickle.dumps(snap)) == snap  # noqa: S301 - our own bytes, as Bytewax recovery does
+    h.feed(c.MeterSample("CP-A", 1, T0, current_l1_a=20.0, received_at=T0), T0)
+    h.plug_in("CP-B", T0, tx="2")
+    assert snap.connectors[("CP-A", 1)].measured_current_a == 9.0 and ("CP-B", 1) not in snap.connectors
+    assert snap.sent.keys() == {("CP-A", 1)} and snap != h.state
