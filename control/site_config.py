@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from control.contract import ChargingMode
@@ -24,6 +25,26 @@ ConnectorKey = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
+class Departure:
+    """A vehicle on a connector must leave at ``departure_at`` with ``target_soc_pct`` of a
+    ``battery_wh`` battery, or with ``energy_wh`` more energy when its SoC is not known."""
+
+    departure_at: datetime
+    target_soc_pct: float | None = None
+    battery_wh: float | None = None
+    energy_wh: float | None = None
+
+    def needed_wh(self, soc_pct: float | None, delivered_wh: float) -> float | None:
+        """Energy still to deliver: from the SoC when both it and the battery are known, else the
+        requested energy minus what the session delivered; None when it cannot be told."""
+        if soc_pct is not None and self.target_soc_pct is not None and self.battery_wh is not None:
+            return max(0.0, (self.target_soc_pct - soc_pct) / 100.0 * self.battery_wh)
+        if self.energy_wh is not None:
+            return max(0.0, self.energy_wh - delivered_wh)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class SiteControlConfig:
     site: Site
     rules: tuple[Rule, ...] = ()
@@ -31,6 +52,7 @@ class SiteControlConfig:
     timezone: str = "UTC"
     enabled: bool = True
     version: str = ""  # a fingerprint of the stored rows: equal versions, equal configuration
+    departures: Mapping[ConnectorKey, Departure] = field(default_factory=dict)
 
     @property
     def site_id(self) -> str:
@@ -55,7 +77,8 @@ def fingerprint(*parts: Any) -> str:
 def build_config(*, site: Mapping[str, Any], rules: Sequence[Mapping[str, Any]] = (),
                  modes: Mapping[ConnectorKey, str] | None = None,
                  operator_limits: Sequence[OperatorLimit] = (), timezone: str = "UTC",
-                 enabled: bool = True, version: str = "") -> SiteControlConfig:
+                 enabled: bool = True, version: str = "",
+                 departures: Mapping[ConnectorKey, Departure] | None = None) -> SiteControlConfig:
     """Parse stored rows into a config; raises ``SiteModelError`` / ``RuleError`` naming the bad value.
 
     ``operator_limits`` (from the operator-limits table) are added to any in the site mapping.
@@ -66,4 +89,4 @@ def build_config(*, site: Mapping[str, Any], rules: Sequence[Mapping[str, Any]] 
     return SiteControlConfig(
         site=parsed, rules=rules_from_mapping(rules),
         modes={key: ChargingMode(value) for key, value in (modes or {}).items()},
-        timezone=timezone, enabled=enabled, version=version)
+        timezone=timezone, enabled=enabled, version=version, departures=dict(departures or {}))

@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("mode", "set a connector's charging mode: standard, eco, boost", control_cli.add_mode_arguments),
         ("limit", "operator limits: cap a site or charger until a time", control_cli.add_limit_arguments),
         ("command", "send a command to chargers and wait for each result (bulk)", control_cli.add_command_arguments),
+        ("departure", "when a fleet vehicle must leave, with what charge (priority while at risk)",
+         control_cli.add_departure_arguments),
         ("decisions", "the load-management audit log", control_cli.add_decision_arguments),
     ):
         p = sub.add_parser(name, help=help_text)

@@ -43,9 +43,10 @@ from control.allocation import (
     Snapshot,
     decide,
 )
+from control.planning import max_power_w, plan_charging
 from control.records import ComplianceCheck, ComplianceVerdict, ControlDecision
 from control.rules import RuleContext, evaluate
-from control.site import BuildingLoadReading, reading_from_event
+from control.site import BuildingLoadReading, Charger, reading_from_event
 from control.site_config import SiteControlConfig
 
 ConnectorKey = tuple[str, int]
@@ -138,6 +139,18 @@ class ConnState:
     measured_current_a: float | None = None
     phases_in_use: int | None = None
     id_tag: str | None = None
+    soc_pct: float | None = None
+    first_register_wh: float | None = None  # the energy register since this EV arrived
+    last_register_wh: float | None = None
+
+    def arrive(self, at: datetime) -> None:
+        self.arrived_at, self.soc_pct, self.first_register_wh, self.last_register_wh = at, None, None, None
+
+    @property
+    def delivered_wh(self) -> float:
+        if self.first_register_wh is None or self.last_register_wh is None:
+            return 0.0
+        return max(0.0, self.last_register_wh - self.first_register_wh)
 
 
 @dataclass
@@ -227,7 +240,7 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
     elif isinstance(item, c.StatusChanged):
         conn = st.connectors.setdefault((item.charger_id, item.connector_id), ConnState())
         if conn.status not in _CONNECTED and item.status in _CONNECTED:
-            conn.arrived_at = item.ts
+            conn.arrive(item.ts)
         conn.status = item.status
         if item.status not in _CONNECTED:
             conn.arrived_at = None
@@ -238,7 +251,7 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
             conn.transaction_id = None
         else:
             if conn.transaction_id != item.transaction_id and conn.arrived_at is None:
-                conn.arrived_at = item.ts
+                conn.arrive(item.ts)
             conn.transaction_id = item.transaction_id
             conn.id_tag = item.id_tag or conn.id_tag
         redecide = True
@@ -296,6 +309,7 @@ def snapshot_of(st: SiteControl, now: datetime, cfg: ControlConfig) -> Snapshot 
                 phases=conn.phases_in_use or len(charger.phases), voltage_v=config.site.voltage_v,
                 id_tag=conn.id_tag), now)
             sent = st.sent.get(key)
+            at_risk = _deadline_at_risk(config, key, conn, sent, charger, now)
             demands.append(ConnectorDemand(
                 charger_id=key[0], connector_id=key[1], arrived_at=conn.arrived_at or now,
                 mode=outcome.mode_override or mode,
@@ -304,9 +318,27 @@ def snapshot_of(st: SiteControl, now: datetime, cfg: ControlConfig) -> Snapshot 
                 last_limit_a=sent.limit_a if sent else None, last_limit_at=sent.at if sent else None,
                 last_pause_cause=sent.pause_cause if sent else None,
                 rule_cap_a=outcome.cap_a, rule_reason=outcome.reason if outcome.cap_a is not None else None,
-                rule_pause_reason=outcome.reason if outcome.pause else None))
+                rule_pause_reason=outcome.reason if outcome.pause else None, deadline_at_risk=at_risk))
     return Snapshot(site=config.site, demands=tuple(demands), building_loads=tuple(st.loads.values()),
                     params=cfg.params)
+
+
+def _deadline_at_risk(config: SiteControlConfig, key: ConnectorKey, conn: ConnState, sent: Sent | None,
+                      charger: Charger, now: datetime) -> bool:
+    """A departure is at risk when the connector's current limit (its hardware maximum before it
+    has one; nothing while it is paused) would not deliver the energy still needed before the
+    vehicle leaves. Then the allocation puts it in the "deadline" priority class, above Standard."""
+    departure = config.departures.get(key) or config.departures.get((key[0], 0))
+    if departure is None or departure.departure_at <= now:
+        return False
+    needed = departure.needed_wh(conn.soc_pct, conn.delivered_wh)
+    if not needed:
+        return False
+    amps = charger.max_current_a if sent is None else sent.limit_a  # paused: 0 A, so at risk
+    power = max_power_w(amps, conn.phases_in_use or len(charger.phases), config.site.voltage_v)
+    if power <= 0:
+        return True
+    return plan_charging(now, departure.departure_at, needed, power).deadline_at_risk
 
 
 def _plugged_in(conn: ConnState) -> bool:
@@ -405,9 +437,15 @@ def _measured_current_a(sample: c.MeterSample) -> tuple[float | None, int | None
 def _on_sample(st: SiteControl, sample: c.MeterSample, now: datetime, cfg: ControlConfig, out: list[Output]) -> None:
     key = (sample.charger_id, sample.connector_id)
     measured, phases = _measured_current_a(sample)
+    conn = st.connectors.setdefault(key, ConnState())
+    if sample.soc_pct is not None:
+        conn.soc_pct = sample.soc_pct
+    if sample.energy_wh is not None and conn.arrived_at is not None:
+        if conn.first_register_wh is None or sample.energy_wh < conn.first_register_wh:
+            conn.first_register_wh = sample.energy_wh  # (a register reset starts the count again)
+        conn.last_register_wh = sample.energy_wh
     if measured is None:
         return
-    conn = st.connectors.setdefault(key, ConnState())
     conn.measured_current_a = measured
     if phases is not None and conn.phases_in_use != phases and measured > 1.0:
         conn.phases_in_use = phases

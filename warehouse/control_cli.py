@@ -6,6 +6,7 @@
     flowbank limit set --site depot-1 --amps 40 [--charger CP-1] [--until 2026-12-01T18:00Z] [--id grid-1]
     flowbank limit end grid-1 | limit list
     flowbank command pause CP-1:1 CP-2:1       # start|stop|pause|resume|lock|unlock|release_cable|set_limit
+    flowbank departure CP-1 1 --at 2026-11-27T07:00+01:00 --target-soc 80 --battery-kwh 64   # or --energy-kwh
     flowbank decisions --site depot-1 --since 2h   # the audit log
 
 A site file is the site mapping of ``control.site.site_from_mapping`` plus an optional
@@ -29,6 +30,7 @@ import psycopg
 from control.contract import ChargingMode
 from control.modes import describe
 from control.settings import Settings
+from control.site_config import Departure
 from warehouse import control_store as store
 from warehouse.command_api import Action, CommandService, Target
 
@@ -84,6 +86,17 @@ def add_command_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", default="cli")
 
 
+def add_departure_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("charger_id")
+    parser.add_argument("connector_id", type=int, help="connector (0 = whichever connector the vehicle is on)")
+    parser.add_argument("--at", help="departure time, ISO 8601 with offset (e.g. 2026-11-27T07:00+01:00)")
+    parser.add_argument("--target-soc", type=float, help="target state of charge, %% (with --battery-kwh)")
+    parser.add_argument("--battery-kwh", type=float, help="usable battery size, kWh")
+    parser.add_argument("--energy-kwh", type=float, help="or: the energy to deliver, kWh (when SoC is unknown)")
+    parser.add_argument("--clear", action="store_true", help="remove the departure")
+    parser.add_argument("--by", default="cli")
+
+
 def add_decision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site")
     parser.add_argument("--charger")
@@ -102,8 +115,8 @@ def run(settings: Settings, command: str, args: argparse.Namespace, *, out: Text
         if command == "command":
             return _command(settings, args, out)
         with psycopg.connect(settings.pg_dsn.reveal(), autocommit=True, connect_timeout=10) as conn:
-            return {"site": _site, "mode": _mode, "limit": _limit, "decisions": _decisions}[command](
-                conn, args, out, now)
+            return {"site": _site, "mode": _mode, "limit": _limit, "decisions": _decisions,
+                    "departure": _departure}[command](conn, args, out, now)
     except CliError as exc:
         print(f"flowbank {command}: {exc}", file=err)
         return exc.status
@@ -191,6 +204,27 @@ def _limit(conn: store.Connection, args: argparse.Namespace, out: TextIO, now: d
         print(f"{lid}  {charger or 'site ' + site}  {amps:g} A  from {starts:%Y-%m-%d %H:%M}Z "
               f"{'to ' + format(ends, '%Y-%m-%d %H:%M') + 'Z' if ends else 'until ended'}  ({source})"
               f"{'  ' + reason if reason else ''}", file=out)
+    return 0
+
+
+def _departure(conn: store.Connection, args: argparse.Namespace, out: TextIO, now: datetime) -> int:
+    where = f"{args.charger_id}/{args.connector_id}"
+    if args.clear:
+        if not store.clear_departure(conn, args.charger_id, args.connector_id):
+            raise CliError(f"no departure set for {where}", 1)
+        print(f"departure for {where} removed", file=out)
+        return 0
+    if not args.at:
+        raise CliError("--at is required (or --clear)")
+    at = _parse_time(args.at)
+    if at <= now:
+        raise CliError(f"the departure {at.isoformat()} is not in the future")
+    departure = Departure(at, args.target_soc, None if args.battery_kwh is None else args.battery_kwh * 1000,
+                          None if args.energy_kwh is None else args.energy_kwh * 1000)
+    store.set_departure(conn, args.charger_id, args.connector_id, departure, set_by=args.by)
+    what = f"{args.energy_kwh:g} kWh" if args.energy_kwh is not None else f"{args.target_soc:g} % SoC"
+    print(f"departure for {where}: {what} by {at.isoformat()}; the vehicle gets priority while that is at risk",
+          file=out)
     return 0
 
 

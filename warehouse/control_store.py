@@ -25,7 +25,7 @@ from control.contract import ChargingMode
 from control.modes import ModeChange, ModeChangeResult, validate_mode_change
 from control.rules_config import rules_to_mapping
 from control.site import LimitScope, OperatorLimit, SiteModelError, site_from_mapping, site_to_mapping
-from control.site_config import SiteControlConfig, build_config, fingerprint
+from control.site_config import Departure, SiteControlConfig, build_config, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,36 @@ def end_operator_limit(conn: Connection, limit_id: str, *, now: datetime) -> boo
         " where limit_id = %s and (ends_at is null or ends_at > %s)", (now, limit_id, now)).rowcount)
 
 
+# --------------------------------------------------------------------------- departures
+
+
+def set_departure(conn: Connection, charger_id: str, connector_id: int, departure: Departure, *,
+                  set_by: str | None = None) -> None:
+    """When the vehicle on a connector must leave, and with what (replaces the previous one)."""
+    if departure.energy_wh is None and (departure.target_soc_pct is None or departure.battery_wh is None):
+        raise ControlConfigError("a departure needs a target SoC and the battery size, or the energy to deliver")
+    for name in ("target_soc_pct", "battery_wh", "energy_wh"):
+        value = getattr(departure, name)
+        if value is not None and not value > 0:
+            raise ControlConfigError(f"{name} must be > 0")
+    if departure.target_soc_pct is not None and departure.target_soc_pct > 100:
+        raise ControlConfigError("target_soc_pct must be at most 100")
+    conn.execute(
+        """insert into departures (charger_id, connector_id, departure_at, target_soc_pct, battery_wh, energy_wh,
+                                   set_by, updated_at)
+           values (%s, %s, %s, %s, %s, %s, %s, now())
+           on conflict (charger_id, connector_id) do update set departure_at = excluded.departure_at,
+               target_soc_pct = excluded.target_soc_pct, battery_wh = excluded.battery_wh,
+               energy_wh = excluded.energy_wh, set_by = excluded.set_by, updated_at = now()""",
+        (charger_id, connector_id, departure.departure_at, departure.target_soc_pct, departure.battery_wh,
+         departure.energy_wh, set_by))
+
+
+def clear_departure(conn: Connection, charger_id: str, connector_id: int) -> bool:
+    return bool(conn.execute("delete from departures where charger_id = %s and connector_id = %s",
+                             (charger_id, connector_id)).rowcount)
+
+
 # --------------------------------------------------------------------------- what the dataflow reads
 
 
@@ -178,6 +208,7 @@ def config_stamp(conn: Connection, now: datetime) -> str:
         """select (select coalesce(max(updated_at)::text, '') || count(*) from sites),
                   (select coalesce(max(updated_at)::text, '') || count(*) from connector_modes),
                   (select coalesce(max(updated_at)::text, '') || count(*) from operator_limits),
+                  (select coalesce(max(updated_at)::text, '') || count(*) from departures),
                   (select count(*) from operator_limits where starts_at <= %(now)s
                        and (ends_at is null or ends_at > %(now)s))""", {"now": now}).fetchone()
     return fingerprint(row)
@@ -195,12 +226,17 @@ def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
     with conn.cursor(row_factory=dict_row) as cur:
         sites = cur.execute("select * from sites where enabled order by site_id").fetchall()
         modes = cur.execute("select charger_id, connector_id, mode from connector_modes").fetchall()
+        departures = cur.execute("select * from departures where departure_at > %(now)s", {"now": now}).fetchall()
         limits = cur.execute(
             """select * from operator_limits where starts_at <= %(now)s and (ends_at is null or ends_at > %(now)s)
                order by site_id, limit_id""", {"now": now}).fetchall()
     by_charger: dict[str, dict[tuple[str, int], str]] = {}
     for m in modes:
         by_charger.setdefault(m["charger_id"], {})[(m["charger_id"], m["connector_id"])] = m["mode"]
+    leaving: dict[str, dict[tuple[str, int], Departure]] = {}
+    for d in departures:
+        leaving.setdefault(d["charger_id"], {})[(d["charger_id"], d["connector_id"])] = Departure(
+            d["departure_at"].astimezone(UTC), d["target_soc_pct"], d["battery_wh"], d["energy_wh"])
     configs: dict[str, SiteControlConfig] = {}
     errors: dict[str, str] = {}
     for row in sites:
@@ -208,6 +244,7 @@ def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
         charger_ids = [str(c.get("id")) for c in row["config"].get("chargers", []) if isinstance(c, dict)]
         site_modes = {k: v for cid in charger_ids for k, v in by_charger.get(cid, {}).items()}
         site_limits = [lim for lim in limits if lim["site_id"] == site_id]
+        site_departures = {k: v for cid in charger_ids for k, v in leaving.get(cid, {}).items()}
         try:
             operator = [OperatorLimit(scope=LimitScope.CHARGER if lim["charger_id"] else LimitScope.SITE,
                                       limit_a=lim["limit_a"], target_id=lim["charger_id"],
@@ -215,9 +252,10 @@ def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
                                       source=lim["source"]) for lim in site_limits]
             version = fingerprint(row["config"], row["rules"], row["timezone"], sorted(site_modes.items()),
                                   [(lim["limit_id"], lim["limit_a"], lim["charger_id"], lim["ends_at"])
-                                   for lim in site_limits])
+                                   for lim in site_limits], sorted(site_departures.items()))
             configs[site_id] = build_config(site=row["config"], rules=row["rules"], modes=site_modes,
-                                            operator_limits=operator, timezone=row["timezone"], version=version)
+                                            operator_limits=operator, timezone=row["timezone"], version=version,
+                                            departures=site_departures)
         except ValueError as exc:
             errors[site_id] = str(exc)
     return LoadedConfigs(configs, errors)

@@ -99,6 +99,15 @@ def test_site_mode_and_limit_round_trip(test_settings: Settings, pg_dsn: str, tm
     assert cli(test_settings, "limit", "list", at=minute)[1].strip() == "no limits in force"
     assert cli(test_settings, "limit", "end", "grid-1", at=minute)[0] == 1  # already ended
     assert cli(test_settings, "decisions", "--since", "2h")[1].strip() == "no decisions in that period"
+    status, out, err = cli(test_settings, "departure", "CS-1", "1", "--at", "2026-11-27T07:00+01:00",
+                           "--target-soc", "80", "--battery-kwh", "64")
+    assert status == 0 and "80 % SoC by 2026-11-27T06:00:00+00:00" in out, err
+    assert cli(test_settings, "departure", "CS-2", "1", "--at", "2026-11-26T16:00Z", "--energy-kwh", "5")[0] == 2
+    assert cli(test_settings, "departure", "CS-2", "1", "--at", "2026-11-27T06:00Z")[0] == 2  # needs what
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        leaving = store.load_site_configs(conn, NOW).configs["depot-9"].departures
+    assert leaving[("CS-1", 1)].battery_wh == 64_000 and leaving[("CS-1", 1)].target_soc_pct == 80
+    assert cli(test_settings, "departure", "CS-1", "1", "--clear")[0] == 0
     assert cli(test_settings, "site", "remove", "depot-9")[0] == 0
     status, _, err = cli(test_settings, "site", "show", "depot-9")
     assert status == 1 and "no site 'depot-9'" in err

@@ -11,7 +11,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from control import contract as c
 from control.records import ComplianceCheck, ComplianceVerdict, ControlDecision
-from control.site_config import SiteControlConfig, build_config
+from control.site_config import Departure, SiteControlConfig, build_config
 from control.topics import topic_for
 from pipelines.control_source import diff_configs
 from pipelines.flow import FlowParts, build_dataflow
@@ -352,3 +352,21 @@ def test_the_recovery_snapshot_is_equal_independent_and_shares_the_configuration
     h.plug_in("CP-B", T0, tx="2")
     assert snap.connectors[("CP-A", 1)].measured_current_a == 9.0 and ("CP-B", 1) not in snap.connectors
     assert snap.sent.keys() == {("CP-A", 1)} and snap != h.state
+
+
+def test_a_departure_at_risk_gets_priority_until_it_is_safe() -> None:
+    h = Harness()
+    h.feed(SiteConfigUpdate(SITE, config(30)), T0)
+    h.plug_in("CP-A", T0)
+    assert limits(h.plug_in("CP-B", T0, tx="2")) == {"CP-A": 14.5, "CP-B": 14.5}
+    # B must leave in 1 h with 12 kWh more: 14.5 A x 3 x 230 V = 10 kWh/h is not enough.
+    leaving = Departure(T0 + timedelta(hours=1), energy_wh=12_000)
+    at = T0 + timedelta(seconds=1)
+    risky = build_config(site=site_mapping(30), version="v2", departures={("CP-B", 1): leaving})
+    out = h.feed(SiteConfigUpdate(SITE, risky), at)
+    assert limits(out) == {"CP-A": 13.0, "CP-B": 16.0}  # B first, at its hardware cap
+    # Once B has what it needs, the deadline is no longer at risk: back to fair share.
+    h.feed(c.MeterSample("CP-B", 1, at, energy_wh=1_000.0, received_at=at), at)
+    later = at + timedelta(minutes=10)
+    h.feed(c.MeterSample("CP-B", 1, later, energy_wh=13_500.0, received_at=later), later)
+    assert limits(h.tick(later + timedelta(seconds=5))) == {"CP-A": 14.5, "CP-B": 14.5}
