@@ -373,6 +373,8 @@ def main() -> int:
     parser.add_argument("--catch-up", type=int, default=30_000,
                         help="frames the pipeline works off alone after a stop (0: skip that phase)")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--pipeline-args", nargs=argparse.REMAINDER, default=[],
+                        help="the rest is passed to `flowbank pipeline` (e.g. --epoch-s 0.5); last on the line")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     sub = parser.add_subparsers(dest="role")
@@ -399,7 +401,7 @@ def main() -> int:
     try:
         with Platform(dsn, broker.endpoint, workdir, "PB-", broker=broker, quiet=True) as plat:
             bridge = plat.start_bridge()
-            pipeline = plat.start_pipeline()
+            pipeline = plat.start_pipeline(*args.pipeline_args)
             live = LiveListener(broker.endpoint)
             for rate in rates:
                 results.append(run_phase(

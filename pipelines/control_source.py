@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ConfigItem = SiteConfigUpdate | Placement
+NAP = timedelta(milliseconds=50)
 
 
 def _utc_now() -> datetime:
@@ -103,7 +104,10 @@ class _ConfigPartition(StatefulSourcePartition[ConfigItem, None]):
         return items
 
     def next_awake(self) -> datetime:
-        return self._next
+        # Wake often, query only when due: Bytewax 0.21 keeps a worker spinning while an input
+        # sleeps for a large part of the epoch (measured: an idle pipeline with 0.5 s epochs used
+        # 98 % of a core with 200-250 ms naps here and in the lake tick, 10 % with 50 ms naps).
+        return min(self._next, self._clock() + NAP)
 
     def snapshot(self) -> None:
         return None
