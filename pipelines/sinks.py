@@ -203,17 +203,23 @@ class LakeSink(FixedPartitionedSink[Any, None]):
         return _LakePartition(self._root, self._views_db, self._clock, self._maintenance_every, self._journal_dir)
 
 
+def _publishing_client(endpoint: MqttEndpoint, client_id: str) -> mqtt.Client:
+    """A paho client of a sink partition, connecting in the background (paho queues meanwhile:
+    ``max_queued_messages`` 0 is its default, without bound) and reconnecting by itself."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if endpoint.username:
+        client.username_pw_set(endpoint.username, endpoint.password.reveal() or None)
+    if endpoint.tls:
+        client.tls_set()
+    client.reconnect_delay_set(1, 30)
+    client.connect_async(endpoint.host, endpoint.port, keepalive=30)
+    client.loop_start()
+    return client
+
+
 class _LivePartition(StatelessSinkPartition[r.LiveState]):
     def __init__(self, endpoint: MqttEndpoint, client_id: str) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password.reveal() or None)
-        if endpoint.tls:
-            client.tls_set()
-        client.reconnect_delay_set(1, 30)
-        client.connect_async(endpoint.host, endpoint.port, keepalive=30)
-        client.loop_start()
-        self._client = client
+        self._client = _publishing_client(endpoint, client_id)
 
     def write_batch(self, items: Sequence[r.LiveState]) -> None:
         # QoS1 and retained: a dashboard that subscribes later gets the latest state at once.
@@ -243,16 +249,7 @@ class _CommandPartition(StatelessSinkPartition[c.Command]):
     command queue stores a command id once."""
 
     def __init__(self, endpoint: MqttEndpoint, client_id: str) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password.reveal() or None)
-        if endpoint.tls:
-            client.tls_set()
-        client.reconnect_delay_set(1, 30)
-        client.max_queued_messages_set(0)  # queue without bound while disconnected: commands are not dropped
-        client.connect_async(endpoint.host, endpoint.port, keepalive=30)
-        client.loop_start()
-        self._client = client
+        self._client = _publishing_client(endpoint, client_id)  # queues while disconnected: none dropped
 
     def write_batch(self, items: Sequence[c.Command]) -> None:
         for command in items:
