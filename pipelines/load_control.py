@@ -362,13 +362,12 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
     # raises of the same decision wait (for the command results, or the next timer at the latest),
     # so the limits installed in chargers sum to at most the new allocation at every moment, in
     # whatever order the chargers answer.
-    lowering = [ch for ch in changes if _lowers(st, ch)]
+    lowering = tuple(ch for ch in changes if _lowers(st, ch))
     for command_id, sent_at in list(st.unconfirmed.items()):
         if now - sent_at >= cfg.confirm_wait:  # no answer in time: the raises do not wait any longer
             del st.unconfirmed[command_id]
-    awaiting = {key for key, sent in st.sent.items() if sent.command_id in st.unconfirmed}
-    if lowering or awaiting:
-        changes = tuple(ch for ch in changes if _lowers(st, ch))
+    if lowering or any(sent.command_id in st.unconfirmed for sent in st.sent.values()):
+        changes = lowering
     if not changes:
         return allocation
     st.seq += 1
@@ -391,7 +390,7 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
             paused=change.paused, binding=_binding(change), inputs=inputs, command_id=command_id))
         st.sent[key] = Sent(change.limit_a, change.paused, change.pause_cause, now, decision_id, command_id)
         st.checks[key] = Check(decision_id, command_id, change.limit_a, now)
-        if change in lowering:
+        if changes is lowering:
             st.unconfirmed[command_id] = now
     return allocation
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,8 +161,6 @@ class CommandService:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
                  monotonic: Callable[[], float] | None = None) -> None:
-        import time
-
         self._clock, self._new_id = clock, new_id
         self._monotonic = monotonic or time.monotonic
         self._waiters: dict[str, _Waiter] = {}

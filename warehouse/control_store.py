@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 from control.contract import ChargingMode
 from control.modes import ModeChange, ModeChangeResult, validate_mode_change
 from control.rules_config import rules_to_mapping
-from control.site import LimitScope, OperatorLimit, SiteModelError, site_from_mapping, site_to_mapping
+from control.site import LimitScope, OperatorLimit, SiteModelError, site_to_mapping
 from control.site_config import Departure, SiteControlConfig, build_config, fingerprint
 
 log = logging.getLogger(__name__)
@@ -260,10 +260,3 @@ def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
             errors[site_id] = str(exc)
     return LoadedConfigs(configs, errors)
 
-
-def validate_site_mapping(site: Mapping[str, Any]) -> None:
-    """Raise :class:`ControlConfigError` when ``site`` is not a valid site mapping."""
-    try:
-        site_from_mapping(site)
-    except SiteModelError as exc:
-        raise ControlConfigError(str(exc)) from exc

@@ -178,16 +178,6 @@ def check_site_run(dsn: str, site_id: str, *, main_a: float,
     return report
 
 
-def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def save_site(dsn: str, mapping: dict[str, Any], rules: list[dict[str, Any]] | None = None) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         control_store.save_site(conn, mapping, rules=rules or [], updated_by="site-run")

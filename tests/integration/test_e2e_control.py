@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from e2e_harness import Platform, PrivateBroker, register_chargers
-from site_run import LoadSwinger, check_site_run, iter_chargers, save_site, site_mapping, wait_for
+from e2e_harness import Platform, PrivateBroker, register_chargers, wait_until
+from site_run import LoadSwinger, check_site_run, iter_chargers, save_site, site_mapping
 
 from warehouse import control_store
 
@@ -69,7 +69,7 @@ def test_a_load_managed_site_keeps_its_limits_end_to_end(pg_dsn: str, broker: Pr
                 "--sessions", "1", "--reaction-delay", "0.5", "--ramp", "20", "--duration", "120",
             ], password=PASSWORD)
             # Every connector gets a limit once its EV is plugged in.
-            wait_for(lambda: all(_limit(pg_dsn, c) for c in chargers), timeout=60, what="a limit for every charger")
+            wait_until(lambda: all(_limit(pg_dsn, c) for c in chargers), timeout=60, what="a limit for every charger")
             time.sleep(5)
 
             # Boost on one charger: the others are lowered (decreases first) and draw less.
@@ -88,10 +88,10 @@ def test_a_load_managed_site_keeps_its_limits_end_to_end(pg_dsn: str, broker: Pr
                     return {c: now[c][1] for c in others}  # type: ignore[index]
                 return None
 
-            new_limits = wait_for(lowered, timeout=20, what="the other chargers' lower limits after Boost")
+            new_limits = wait_until(lowered, timeout=20, what="the other chargers' lower limits after Boost")
             reaction = {}
             for charger, limit in new_limits.items():
-                obeyed = wait_for(lambda c=charger, lim=limit: next(
+                obeyed = wait_until(lambda c=charger, lim=limit: next(
                     (ts for ts, amps in _draws(pg_dsn, c, switched_at) if amps <= lim + 1.0), None),
                     timeout=30, what=f"{charger} drawing at most its new {limit} A")
                 reaction[charger] = (obeyed - switched_at).total_seconds()
@@ -105,7 +105,7 @@ def test_a_load_managed_site_keeps_its_limits_end_to_end(pg_dsn: str, broker: Pr
             with psycopg.connect(pg_dsn, autocommit=True) as conn:
                 control_store.set_operator_limit(conn, "grid-e2e", site_id=SITE, limit_a=12.0, starts_at=op_start,
                                                  ends_at=op_end, source="test")
-            wait_for(lambda: sum(_limit(pg_dsn, c)[1] for c in chargers) <= 12.0,  # type: ignore[index]
+            wait_until(lambda: sum(_limit(pg_dsn, c)[1] for c in chargers) <= 12.0,  # type: ignore[index]
                      timeout=15, what="the EV limits under the 12 A operator limit")
             time.sleep(max(0.0, (op_end - datetime.now(UTC)).total_seconds()) + 8)
         finally:
