@@ -74,6 +74,18 @@ def _demo_site(settings: Settings, count: int) -> str | None:
     return DEMO_SITE
 
 
+def _demo_people(settings: Settings, charger_ids: list[str], site: str | None) -> None:
+    """One demo user per role on the demo chargers (see warehouse/demo_seed.py)."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from warehouse.demo_seed import seed_demo_access
+
+    with psycopg.connect(settings.pg_dsn.reveal(), autocommit=True) as conn:
+        seed_demo_access(conn, charger_ids=charger_ids, site_id=site, now=datetime.now(UTC))
+
+
 def _stop_all(children: list[Child]) -> None:
     for child in reversed(children):
         if child.process and child.process.poll() is None:
@@ -102,8 +114,9 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
     ]
     site = None
     if args.chargers > 0:
-        _register_demo_chargers(settings, args.chargers)
+        demo_ids = _register_demo_chargers(settings, args.chargers)
         site = _demo_site(settings, args.chargers)
+        _demo_people(settings, demo_ids, site)
         children.append(Child("simulator", _flowbank(
             "simulate", "--chargers", str(args.chargers), "--password", DEMO_PASSWORD,
             "--speed", str(args.speed), "--truth", str(settings.data_dir / "simulator-truth.jsonl"),

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from dbutil import drop_database
 from psycopg import sql
 
 from control.settings import MqttEndpoint, Settings
@@ -52,21 +52,7 @@ def pg_dsn(base_settings: Settings) -> Iterator[str]:
         apply_migrations(dsn)
         yield dsn
     finally:
-        _drop_database(admin_dsn, name)
-
-
-def _drop_database(admin_dsn: str, name: str) -> None:
-    """Drop a test database. TimescaleDB's per-database scheduler (owned by postgres) may still be
-    attached for a moment, and WITH (FORCE) may not terminate it for a non-superuser: retry."""
-    statement = sql.SQL("drop database if exists {}").format(sql.Identifier(name))
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
-        for _ in range(50):
-            try:
-                conn.execute(statement)
-                return
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.2)
-        conn.execute(statement)  # the last try reports the error
+        drop_database(admin_dsn, name)
 
 
 @pytest.fixture(scope="session")

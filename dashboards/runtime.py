@@ -1,0 +1,118 @@
+"""What every page shares: cached connections, the services, and the signed-in user.
+
+Connections are process-wide (``st.cache_resource``): one PostgreSQL pool and one MQTT command
+client serve every browser session of this Streamlit server. The user is resolved on every run
+from ``st.user`` (set by Streamlit's own OpenID Connect sign-in, ``st.login``); their roles are
+reloaded on every run so a revoked membership takes effect on the next click.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+from psycopg_pool import ConnectionPool
+
+from control.settings import Settings
+from dashboards.access import Access, AccessDenied, Principal
+from warehouse.command_api import CommandService
+from warehouse.config import read_settings
+
+log = logging.getLogger(__name__)
+
+_PRINCIPAL_KEY = "_flowbank_user_id"
+_IDENTITY_KEY = "_flowbank_identity"
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    return read_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def pool() -> ConnectionPool:
+    """A small pool: page runs are short, and Streamlit runs one script per browser session at a time."""
+    p = ConnectionPool(settings().pg_dsn.reveal(), min_size=1, max_size=8, open=False,
+                       kwargs={"connect_timeout": 5}, name="dashboards")
+    p.open(wait=False)
+    return p
+
+
+@st.cache_resource(show_spinner=False)
+def access() -> Access:
+    return Access(pool())
+
+
+@st.cache_resource(show_spinner=False)
+def commands() -> CommandService:
+    """The MQTT command channel (remote start/stop, lock, pause); replies within 5 s."""
+    service = CommandService(settings().mqtt, client_id=None)
+    service.start(wait_s=3.0)
+    return service
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    email: str
+    name: str
+    issuer: str | None
+    subject: str | None
+
+
+def _identity() -> Identity | None:
+    user: Any = st.user
+    if not user.get("is_logged_in"):
+        return None
+    email = str(user.get("email") or "")
+    return Identity(email=email, name=str(user.get("name") or email), issuer=user.get("iss"),
+                    subject=str(user["sub"]) if user.get("sub") else None)
+
+
+def auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all (StreamlitSecretNotFoundError and kin)
+        return False
+
+
+def signed_in() -> Principal | None:
+    """The FlowBankOS user behind ``st.user``, or None when nobody is signed in."""
+    identity = _identity()
+    if identity is None:
+        return None
+    acc = access()
+    if st.session_state.get(_IDENTITY_KEY) != identity:
+        principal = acc.sign_in(email=identity.email, display_name=identity.name, issuer=identity.issuer,
+                                subject=identity.subject)
+        st.session_state[_IDENTITY_KEY] = identity
+        st.session_state[_PRINCIPAL_KEY] = principal.user_id
+        return principal
+    return acc.principal(str(st.session_state[_PRINCIPAL_KEY]))
+
+
+def sign_in_screen() -> None:
+    st.title("FlowBankOS")
+    st.caption("EV charging, managed.")
+    if auth_configured():
+        st.write("Sign in to see your chargers, sessions and sites.")
+        st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
+    else:
+        st.error("Sign-in is not configured on this server. Start the dashboards with `flowbank dashboard`, "
+                 "which runs a local OpenID Connect provider for the demo, or add an `[auth]` section to "
+                 "`.streamlit/secrets.toml` for your identity provider.")
+
+
+def current_user() -> Principal:
+    """The signed-in user, or stop the page with the sign-in screen (or a clear refusal)."""
+    try:
+        principal = signed_in()
+    except AccessDenied as exc:
+        st.error(f"Signed in, but {exc}.")
+        st.button("Sign out", on_click=st.logout, key="sign_out_refused")
+        st.stop()
+    if principal is None:
+        sign_in_screen()
+        st.stop()
+    return principal
