@@ -12,11 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import streamlit as st
 from psycopg_pool import ConnectionPool
 
 from control.settings import Settings
 from dashboards.access import Access, AccessDenied, Principal
+from warehouse.analytics import lake_paths
+from warehouse.analytics_views import AnalyticsReader, ensure_views_db
 from warehouse.command_api import CommandService
 from warehouse.config import read_settings
 
@@ -51,6 +54,18 @@ def commands() -> CommandService:
     service = CommandService(settings().mqtt, client_id=None)
     service.start(wait_s=3.0)
     return service
+
+
+@st.cache_resource(show_spinner=False)
+def analytics() -> AnalyticsReader:
+    """The read-only DuckDB views over the Parquet lake (never the pipeline's writing file)."""
+    lake_root, db_path = lake_paths(settings())
+    if not db_path.exists():
+        try:
+            ensure_views_db(lake_root, db_path)
+        except (OSError, duckdb.Error) as exc:  # a reader without write access waits for the pipeline's file
+            log.warning("cannot create the analytics views database %s: %s", db_path, exc)
+    return AnalyticsReader(db_path)
 
 
 @dataclass(frozen=True, slots=True)

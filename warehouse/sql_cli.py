@@ -32,6 +32,9 @@ class _Refused(Exception):
     """A statement this read-only tool will not run."""
 
 
+ReadOnlyRefused = _Refused
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", nargs="?", help="SQL to run; without it an interactive prompt opens")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
@@ -118,12 +121,34 @@ def _print_result(con: duckdb.DuckDBPyConnection, fmt: str, max_rows: int, out: 
         out.write("\n]\n" if printed else "]\n")
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, text: str, *, fmt: str, max_rows: int, out: TextIO) -> None:
-    """Run every statement in ``text`` and print each result; raises duckdb.Error or _Refused."""
+def read_only_statements(con: duckdb.DuckDBPyConnection, text: str) -> list[Any]:
+    """The statements of ``text``, all checked before any runs; raises ReadOnlyRefused."""
     statements = con.extract_statements(text)
-    for statement in statements:  # check them all before running any
+    for statement in statements:
         if statement.type.name not in ALLOWED:
             raise _Refused(f"flowbank sql is read-only: {statement.type.name} statements are not allowed")
+    return list(statements)
+
+
+def query_last(con: duckdb.DuckDBPyConnection, text: str, *,
+               max_rows: int) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """Run ``text`` read-only; the last result's column names, up to ``max_rows`` rows, truncated?"""
+    names: list[str] = []
+    rows: list[tuple[Any, ...]] = []
+    truncated = False
+    for statement in read_only_statements(con, text):
+        con.execute(statement.query)
+        if con.description:
+            names = [d[0] for d in con.description]
+            rows = con.fetchmany(max_rows + 1)
+            truncated = len(rows) > max_rows
+            rows = rows[:max_rows]
+    return names, rows, truncated
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, text: str, *, fmt: str, max_rows: int, out: TextIO) -> None:
+    """Run every statement in ``text`` and print each result; raises duckdb.Error or _Refused."""
+    statements = read_only_statements(con, text)
     for index, statement in enumerate(statements):
         if index:
             out.write("\n")

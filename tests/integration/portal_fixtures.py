@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -83,9 +84,10 @@ def portal_dsn(base_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture()
-def run_app(portal_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., AppTest]]:
+def run_app(portal_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[..., AppTest]]:
     """``run_app("owner", page="pages/live.py")``: the app run once as that demo user (or ``None``)."""
     monkeypatch.setenv("FLOWBANK_PG_DSN", portal_dsn)
+    monkeypatch.setenv("FLOWBANK_DATA_DIR", str(tmp_path / "data"))
     st.cache_resource.clear()
 
     def run(role: str | None, *, page: str | None = None, timeout: float = 30,
