@@ -15,6 +15,9 @@ Shape::
                    │         building loads ─────────────────┼─ key by site ─ control (decide, compliance, timers)
     PostgreSQL config (sites, modes, limits) ─ placements ───┘        ├─ setpoints, audit, compliance, alerts ─ stores
                    │                                                  └─ commands (MQTT) ─ bridge ─ SetChargingProfile
+                   │      └─ charger events, session records, placements, departures ─ key by charger ─ alerts
+                   │         (rules, timers) ─ faults by site/model ─ error spikes ─┬─ PostgreSQL (alert + transitions)
+                   │         load management's alerts ──────────────────────────────┴─ MQTT flowbank/v1/alert/...
                    └─ errors (dead letters) ─ stores
 
 The step logic lives in plain functions (:mod:`pipelines.decode`, :mod:`pipelines.sessions`);
@@ -38,9 +41,11 @@ from bytewax.outputs import Sink
 
 from control import contract as c
 from control import records as r
+from control.alerts import AlertChange, AlertConfig, external_change
 from control.records import ComplianceCheck, ControlDecision
 from control.settings import Settings
 from control.topics import COMMAND_RESULTS_ALL, DEAD_LETTERS_ALL, EVENTS_ALL, LOAD_ALL, PREFIX
+from pipelines.alerts import AlertLogic, SpikeLogic, fault_groups, watch_inputs
 from pipelines.decode import Decoded, decode_message
 from pipelines.load_control import (
     ROUTED_EVENTS,
@@ -170,6 +175,8 @@ class FlowParts:
     lake_tick: Source[Any] | None = None  # wakes the lake writer while no data flows
     control_config: Source[Any] | None = None  # sites, modes, operator limits: load management on
     commands: Sink[c.Command] | None = None  # where the control step's commands go (the bridge)
+    alerts: Sink[AlertChange] | None = None  # alerts on: detected here, stored and published by this sink
+    alert_config: AlertConfig = field(default_factory=AlertConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     config: SessionConfig = field(default_factory=SessionConfig)
     clock: Clock = _utc_now
@@ -190,18 +197,27 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
 
     stored = op.filter("stored", events, lambda e: isinstance(e, STORED_EVENTS))
     to_store = op.merge("to_store", stored, errors, derived_values)
-    if parts.control_config is not None:
-        control_out = _control(flow, parts, events)
-        records = op.filter("control_records", control_out, lambda v: isinstance(v, CONTROL_RECORDS))
+    config_items = None if parts.control_config is None else op.input("control_config", flow, parts.control_config)
+    control_out = None
+    if config_items is not None:
+        control_out = _control(flow, parts, events, config_items)
+        # With alerts on, load management's alerts are stored (with their transitions) by the alert sink.
+        alerting = parts.alerts is not None
+        records = op.filter("control_records", control_out, lambda v: isinstance(v, CONTROL_RECORDS)
+                            and not (alerting and isinstance(v, c.Alert)))
         to_store = op.merge("to_store_with_control", to_store, records)
         if parts.commands is not None:
             commands = op.filter_map("commands", control_out, lambda v: v if isinstance(v, c.Command) else None)
             op.output("command_out", commands, parts.commands)
     op.output("timescale", to_store, parts.timescale)
+    lake_items = to_store
+    if parts.alerts is not None:
+        alert_changes = _alerts(flow, parts, charger_events, derived_values, config_items, control_out)
+        op.output("alerts", alert_changes, parts.alerts)
+        lake_items = op.merge("lake_with_alerts", to_store, op.map("alert_records", alert_changes, lambda a: a.alert))
     if parts.lake is not None:
-        lake_items = to_store
         if parts.lake_tick is not None:
-            lake_items = op.merge("lake_items", to_store, op.input("lake_tick", flow, parts.lake_tick))
+            lake_items = op.merge("lake_items", lake_items, op.input("lake_tick", flow, parts.lake_tick))
         op.output("lake", op.key_on("lake_key", lake_items, lambda _: "lake"), parts.lake)
     if parts.live is not None:
         live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
@@ -209,9 +225,7 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
     return flow
 
 
-def _control(flow: Dataflow, parts: FlowParts, events: Stream[c.Event]) -> Stream[Any]:
-    assert parts.control_config is not None  # noqa: S101 - checked by the caller
-    config_items = op.input("control_config", flow, parts.control_config)
+def _control(flow: Dataflow, parts: FlowParts, events: Stream[c.Event], config_items: Stream[Any]) -> Stream[Any]:
     placements = op.key_on("placement_key", op.filter("placements", config_items,
                                                        lambda i: isinstance(i, Placement)), lambda p: p.charger_id)
     site_configs = op.key_on("site_config_key", op.filter("site_configs", config_items,
@@ -229,6 +243,29 @@ def _control(flow: Dataflow, parts: FlowParts, events: Stream[c.Event]) -> Strea
     return op.map("control_out", decided, lambda kv: kv[1])
 
 
+def _alerts(flow: Dataflow, parts: FlowParts, charger_events: Stream[c.Event], derived: Stream[Any],
+            config_items: Stream[Any] | None, control_out: Stream[Any] | None) -> Stream[AlertChange]:
+    """Per charger: events, session records, site and departures -> alert changes and faults; the
+    faults per site and charger model -> error spikes; load management's alerts joined in."""
+    inputs = [charger_events, op.filter("alert_sessions", derived, lambda v: isinstance(v, r.SessionRecord))]
+    if config_items is not None:
+        inputs.append(op.flat_map("alert_config", config_items, watch_inputs))
+    watched = op.key_on("alert_key", op.merge("alert_in", *inputs), _charger_key)
+    out = op.map("alert_out", op.stateful("alert_watch", watched,
+                                          lambda resume: AlertLogic(resume, parts.alert_config, parts.clock)),
+                 lambda kv: kv[1])
+    changes = op.filter("alert_changes", out, lambda v: isinstance(v, AlertChange))
+    faults = op.key_on("spike_key", op.flat_map("fault_groups", out, fault_groups), lambda g: g[0])
+    spikes = op.map("spike_out", op.stateful("error_spikes", faults,
+                                             lambda resume: SpikeLogic(resume, parts.alert_config, parts.clock)),
+                    lambda kv: kv[1])
+    merged = [changes, spikes]
+    if control_out is not None:
+        merged.append(op.filter_map("control_alerts", control_out,
+                                    lambda v: external_change(v) if isinstance(v, c.Alert) else None))
+    return op.merge("all_alerts", *merged)
+
+
 def _charger_key(event: c.Event) -> str:
     return str(getattr(event, "charger_id"))  # noqa: B009 - every CHARGER_EVENTS type has one
 
@@ -244,6 +281,7 @@ def _error_of(decoded: Decoded) -> c.DeadLetter:
 
 
 def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
+    from pipelines.alerts import AlertSink
     from pipelines.control_source import ControlConfigSource
     from pipelines.sinks import CommandSink, LakeSink, LiveStateSink, TickSource, TimescaleSink
 
@@ -261,6 +299,9 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
         lake_tick=TickSource(timedelta(seconds=10)),
         control_config=ControlConfigSource(settings.pg_dsn.reveal()),
         commands=CommandSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
+        alerts=AlertSink(settings.pg_dsn.reveal(), settings.mqtt, f"flowbank-{settings.pipeline_id}"),
+        # The interval the bridge gives chargers at boot: right for those that booted before this start.
+        alert_config=AlertConfig(default_heartbeat_interval=timedelta(seconds=settings.heartbeat_interval_s)),
     )
 
 
