@@ -75,6 +75,7 @@ class TableSpec:
     winner: str  # SQL ORDER BY choosing the row kept per key (first written for events)
     newest_set_of: str | None = None  # only the newest revision's rows of each such id count
     history_key: tuple[str, ...] | None = None  # kept apart by compaction: every revision stays readable
+    set_revision: str = "revision"  # the column newest_set_of compares
 
     @property
     def schema(self) -> Any:
@@ -102,7 +103,8 @@ class TableSpec:
             key = self.key
         clause = f"row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY {self.winner}) = 1"
         if self.newest_set_of:
-            clause = f"revision = max(revision) OVER (PARTITION BY {self.newest_set_of}) AND {clause}"
+            rev = self.set_revision
+            clause = f"{rev} = max({rev}) OVER (PARTITION BY {self.newest_set_of}) AND {clause}"
         return f"QUALIFY {clause}"
 
 
@@ -209,6 +211,24 @@ TABLES: Final[dict[str, TableSpec]] = {spec.name: spec for spec in (
         _c("session_id", _S, "Session the sample was assigned to."),
         _c("quality_flags", _LIST, "Reason codes (see quality_flags); empty means clean.", required=True),
     ), "ts", ("charger_id", "connector_id", "ts", "context"), f"{LAKE_SEQ} desc"),
+    TableSpec("session_costs", "A session's cost on one UTC day; the newest costing run's set counts.", (
+        _c("session_id", _S, "Session id.", required=True), _CHARGER,
+        _c("day", _DATE, "UTC day.", required=True), _c("site_id", _S, "Site of the charger."),
+        _c("user_id", _S, "User whose token started the session (at costing time)."),
+        _c("cost_centre", _S, "Cost centre: the vehicle's, else the charger's (at costing time)."),
+        _c("session_revision", _L, "Session revision that was costed.", required=True),
+        _c("cost_revision", _L, "Costing run (microseconds since the epoch); the newest set counts.", required=True),
+        _c("tariff_id", _S, "Tariff that priced it; NULL: no tariff (add one to compute cost)."),
+        _c("currency", _S, "ISO 4217 currency of the amounts."),
+        _c("status", _S, "costed, partial (some energy before the tariff's first version) or no_tariff.",
+           required=True),
+        _c("energy_wh", _F, "Energy on that day from the meter curve, Wh.", required=True),
+        _c("costed_energy_wh", _F, "Of which priced, Wh.", required=True),
+        _c("net_nano", _L, "Net amount (VAT excluded), 1e-9 currency units; sum, then round once."),
+        _c("vat_nano", _L, "VAT on it, 1e-9 currency units."),
+        _c("computed_at", _TS, "When the cost was computed, UTC.", required=True),
+    ), "day", ("session_id", "day"), f"cost_revision desc, {LAKE_SEQ}", newest_set_of="session_id",
+        set_revision="cost_revision"),
     TableSpec("data_quality_results", "One expectation of one validation run (Great Expectations).", (
         _c("ran_at", _TS, "When the run ran, UTC.", required=True),
         _c("run_id", _S, "Validation run id.", required=True),
@@ -298,6 +318,7 @@ _CONVERTERS: Final[dict[str, dict[type[Any], Callable[[Any], Iterator[Row]]]]] =
     "session_day_energy": {SessionDayEnergy: _session_day},
     "data_quality": {},
     "data_quality_results": {},
+    "session_costs": {},
 }
 
 

@@ -151,6 +151,40 @@ SELECT CAST(date_trunc('month', e.day) AS DATE) AS month, e.charger_id, s.site_i
        count(DISTINCT e.session_id) AS sessions
 FROM session_day_energy e JOIN sessions_clean s ON s.session_id = e.session_id
 GROUP BY ALL;
+CREATE VIEW session_allocation AS
+SELECT k.session_id, any_value(k.charger_id) AS charger_id, any_value(k.site_id) AS site_id,
+       any_value(k.user_id) AS user_id, any_value(k.cost_centre) AS cost_centre, any_value(k.tariff_id) AS tariff_id,
+       any_value(k.currency) AS currency, any_value(k.status) AS status
+FROM session_costs k JOIN sessions_clean s ON s.session_id = k.session_id GROUP BY k.session_id;
+CREATE VIEW monthly_cost AS
+SELECT CAST(date_trunc('month', k.day) AS DATE) AS month, k.charger_id, k.site_id, k.currency,
+       count(DISTINCT k.session_id) AS sessions, sum(k.costed_energy_wh) / 1000.0 AS costed_energy_kwh,
+       CAST(sum(k.net_nano) AS BIGINT) AS net_nano, CAST(sum(k.vat_nano) AS BIGINT) AS vat_nano,
+       CAST((sum(k.net_nano) + 5000000) // 10000000 AS DECIMAL(18, 0)) * 0.01 AS net,
+       CAST((sum(k.vat_nano) + 5000000) // 10000000 AS DECIMAL(18, 0)) * 0.01 AS vat,
+       (CAST((sum(k.net_nano) + 5000000) // 10000000 AS DECIMAL(18, 0))
+        + CAST((sum(k.vat_nano) + 5000000) // 10000000 AS DECIMAL(18, 0))) * 0.01 AS gross,
+       count(DISTINCT k.session_id) FILTER (WHERE k.status = 'no_tariff') AS no_tariff_sessions
+FROM session_costs k JOIN sessions_clean s ON s.session_id = k.session_id
+GROUP BY ALL;
+CREATE VIEW cost_centre_monthly AS
+WITH e AS (
+    SELECT CAST(date_trunc('month', d.day) AS DATE) AS month, a.cost_centre, sum(d.energy_wh) AS energy_wh,
+           count(DISTINCT d.session_id) AS sessions
+    FROM session_day_energy d JOIN session_allocation a ON a.session_id = d.session_id GROUP BY ALL
+), m AS (
+    SELECT CAST(date_trunc('month', k.day) AS DATE) AS month, k.cost_centre, k.currency,
+           sum(k.net_nano) AS net_nano, sum(k.vat_nano) AS vat_nano
+    FROM session_costs k JOIN sessions_clean s ON s.session_id = k.session_id
+    WHERE k.currency IS NOT NULL GROUP BY ALL
+)
+SELECT e.month, e.cost_centre, m.currency, e.energy_wh, e.energy_wh / 1000.0 AS energy_kwh, e.sessions,
+       CAST(m.net_nano AS BIGINT) AS net_nano, CAST(m.vat_nano AS BIGINT) AS vat_nano,
+       CAST((m.net_nano + 5000000) // 10000000 AS DECIMAL(18, 0)) * 0.01 AS net,
+       CAST((m.vat_nano + 5000000) // 10000000 AS DECIMAL(18, 0)) * 0.01 AS vat,
+       (CAST((m.net_nano + 5000000) // 10000000 AS DECIMAL(18, 0))
+        + CAST((m.vat_nano + 5000000) // 10000000 AS DECIMAL(18, 0))) * 0.01 AS gross
+FROM e LEFT JOIN m ON m.month = e.month AND m.cost_centre IS NOT DISTINCT FROM e.cost_centre;
 CREATE VIEW sessions_per_site AS
 SELECT site_id, CAST(started_at AS DATE) AS day, count(*) AS sessions,
        count(*) FILTER (WHERE NOT excluded) AS clean_sessions, count(*) FILTER (WHERE excluded) AS excluded_sessions
@@ -185,6 +219,9 @@ VIEW_DESCRIPTIONS: Final = {
     "excluded_sessions": "Corrupted sessions, kept and listed with the reasons they are left out.",
     "daily_energy": "Energy of clean sessions per charger per UTC day (split at midnight).",
     "monthly_energy": "Energy of clean sessions per charger per UTC month.",
+    "session_allocation": "Per costed clean session: its user, cost centre and tariff at costing time.",
+    "monthly_cost": "Cost of clean sessions per charger per UTC month and currency (split by day like energy).",
+    "cost_centre_monthly": "Energy and cost of costed clean sessions per cost centre per UTC month.",
     "sessions_per_site": "Session counts per site per UTC day of the session start.",
     "charger_sites": "The site each charger belongs to, from its newest session or setpoint.",
     "charger_power_1min": "Power per charger per UTC minute: connector averages summed (connector 0 left out).",
@@ -203,6 +240,24 @@ COLUMN_DESCRIPTIONS: Final[dict[str, dict[str, str]]] = {
     "daily_energy": {**_C, "sessions": "Clean sessions with energy that day."},
     "monthly_energy": {**_C, "month": "First day of the UTC month.",
                        "sessions": "Clean sessions with energy that month."},
+    "session_allocation": {**_C, "session_id": "Session id.",
+                           "user_id": "User whose token started it (at costing time).",
+                           "cost_centre": "The vehicle's cost centre, else the charger's (at costing time).",
+                           "tariff_id": "Tariff that priced it; NULL: none.", "currency": "Currency of its cost.",
+                           "status": "costed, partial or no_tariff."},
+    "monthly_cost": {**_C, "month": "First day of the UTC month.", "currency": "ISO 4217 currency.",
+                     "sessions": "Clean sessions with cost rows that month.",
+                     "costed_energy_kwh": "Energy priced that month (meter curve), kWh.",
+                     "net_nano": "Net amount, 1e-9 currency units (sum these, then round once).",
+                     "vat_nano": "VAT, 1e-9 currency units.",
+                     "net": "Net amount rounded half up to cents.", "vat": "VAT rounded half up to cents.",
+                     "gross": "net + vat.", "no_tariff_sessions": "Sessions with no tariff (no amount)."},
+    "cost_centre_monthly": {**_C, "month": "First day of the UTC month.",
+                            "cost_centre": "Cost centre (NULL: none).", "currency": "ISO 4217 currency.",
+                            "sessions": "Costed clean sessions with energy that month.",
+                            "net_nano": "Net amount, 1e-9 currency units.", "vat_nano": "VAT, 1e-9 currency units.",
+                            "net": "Net amount rounded half up to cents.", "vat": "VAT rounded half up to cents.",
+                            "gross": "net + vat."},
     "sessions_per_site": {**_C, "day": "UTC day the sessions started.", "sessions": "Sessions started.",
                           "clean_sessions": "Of those, not excluded.", "excluded_sessions": "Of those, excluded."},
     "charger_sites": {**_C, "seen_at": "Newest time the charger was seen at that site, UTC."},
@@ -219,6 +274,8 @@ COLUMN_DESCRIPTIONS: Final[dict[str, dict[str, str]]] = {
 
 def _known_descriptions(view: str) -> dict[str, str]:
     base = "sessions" if view in ("session_revisions", "sessions_clean", "excluded_sessions") else view
+    if view == "session_allocation":
+        base = "session_costs"
     known: dict[str, str] = {}
     if base in TABLES:
         day_text = f"UTC day of {TABLES[base].partition_by}: the partition; filtering on it reads fewer files."

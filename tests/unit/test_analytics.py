@@ -132,6 +132,12 @@ EXAMPLES: dict[str, tuple[Any, dict[str, Any]]] = {
          "expectation_type": "expect_column_values_to_not_be_null", "suite": "samples", "column_name": "power_w",
          "kwargs": {"column": "power_w"}, "success": False, "observed": {"unexpected_count": 2}},
         {"kwargs": '{"column": "power_w"}', "observed": '{"unexpected_count": 2}', "success": False}),
+    "session_costs": (
+        {"session_id": "CP1:1:tx9", "charger_id": "CP1", "day": T0.date(), "site_id": "S1", "user_id": "u1",
+         "cost_centre": "CC-1", "session_revision": 3, "cost_revision": 7, "tariff_id": "t1", "currency": "EUR",
+         "status": "costed", "energy_wh": 7000.0, "costed_energy_wh": 7000.0, "net_nano": 2_170_000_000,
+         "vat_nano": 412_300_000, "computed_at": T0},
+        {"net_nano": 2_170_000_000, "status": "costed", "cost_revision": 7}),
 }
 
 
@@ -283,7 +289,7 @@ def test_an_empty_lake_answers_every_view_with_typed_empty_results(paths: tuple[
     with open_readonly(paths[1]) as con:
         views = [r[0] for r in con.execute("select view_name from duckdb_views() where not internal "
                                            "and not starts_with(view_name, '_')").fetchall()]
-        assert len(views) == len(TABLES) + 12
+        assert len(views) == len(TABLES) + 15
         for view in views:
             assert con.execute(f"select * from {view}").fetchall() == [] or view in ("quality_flags",  # noqa: S608
                                                                                     "lake_freshness")

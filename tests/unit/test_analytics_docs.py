@@ -139,7 +139,7 @@ def _documented() -> dict[str, list[tuple[str, str]]]:
             current = None
         elif current and (same := re.match(r"^Columns: the same as `(\w+)`", line)):
             out[current] = list(out[same.group(1)])
-        elif current and (row := re.match(r"^\|\s*`(\w+)`\s*\|\s*([A-Z\[\]]+)\s*\|", line)):
+        elif current and (row := re.match(r"^\|\s*`(\w+)`\s*\|\s*([A-Z][A-Z0-9\[\](),]*)\s*\|", line)):
             out[current].append((row.group(1), row.group(2)))
     return out
 
