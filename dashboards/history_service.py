@@ -1,0 +1,150 @@
+"""Charging history, summaries and exports, scoped to the person asking.
+
+Who sees which sessions: on a charger where the user may see every session
+(``Permission.VIEW_ALL_SESSIONS``: owners, fleet managers, support, operators) all of them; on a
+charger where they may only see their own (``VIEW_OWN_SESSIONS``: members) only the sessions
+started with their own id tags. The warehouse functions (``warehouse.history``, ``reports``)
+take the charger scope and filters; this module decides both, so no page can widen them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Literal
+
+import polars as pl
+
+from control.access import Permission, decide
+from dashboards.access import Access, AccessDenied, Principal
+from reports.build import Report, build_report, reimbursement_statement
+from warehouse.history import (
+    LIST_SCHEMA,
+    HistoryFilter,
+    PeriodTotal,
+    SessionDetail,
+    daily_energy,
+    excluded_sessions,
+    history_list,
+    session_detail,
+    summarize,
+    top_chargers,
+)
+from warehouse.queries import NotFoundError
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryScope:
+    every_session: tuple[str, ...]  # chargers where the user sees everyone's sessions
+    own_sessions: tuple[str, ...]   # chargers where the user sees only their own
+
+    @property
+    def chargers(self) -> tuple[str, ...]:
+        return self.every_session + self.own_sessions
+
+    @property
+    def only_own(self) -> bool:
+        return not self.every_session
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    history: pl.DataFrame
+    months: list[PeriodTotal]
+    total: PeriodTotal
+    excluded: pl.DataFrame
+    top: pl.DataFrame
+    daily: pl.DataFrame
+
+
+class HistoryService:
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    def scope(self, who: Principal, *, charger_ids: tuple[str, ...] = ()) -> HistoryScope:
+        every, own = [], []
+        for ref in self._access.visible(who, charger_ids=list(charger_ids) or None):
+            if decide(who.grants, Permission.VIEW_ALL_SESSIONS, ref).allowed:
+                every.append(ref.charger_id)
+            elif decide(who.grants, Permission.VIEW_OWN_SESSIONS, ref).allowed:
+                own.append(ref.charger_id)
+        return HistoryScope(tuple(every), tuple(own))
+
+    def sessions(self, who: Principal, flt: HistoryFilter) -> pl.DataFrame:
+        """The filtered sessions the user may see, oldest first (``warehouse.history.LIST_SCHEMA``)."""
+        scope = self.scope(who, charger_ids=flt.charger_ids)
+        frames = []
+        with self._access.connection() as conn:
+            if scope.every_session:
+                frames.append(history_list(conn, scope.every_session, flt))
+            if scope.own_sessions:
+                frames.append(history_list(conn, scope.own_sessions, replace(flt, user_ids=(who.user_id,))))
+        if not frames:
+            return pl.DataFrame(schema=LIST_SCHEMA)
+        return pl.concat(frames).sort("started_at", "session_id")
+
+    def overview(self, who: Principal, flt: HistoryFilter, *, by: Literal["month", "year"] = "month") -> Overview:
+        history = self.sessions(who, flt)
+        with self._access.connection() as conn:
+            periods = summarize(history, flt, by, conn)
+            totals = summarize(history, flt, "all", conn)
+            daily = daily_energy(conn, history, flt)
+        total = totals[0] if totals else PeriodTotal(None, 0.0, 0, 0)
+        return Overview(history, periods, total, excluded_sessions(history), top_chargers(history), daily)
+
+    def detail(self, who: Principal, session_id: str) -> SessionDetail:
+        """One session, if the user may see it; NotFoundError otherwise (same answer either way)."""
+        scope = self.scope(who)
+        with self._access.connection() as conn:
+            if scope.every_session:
+                try:
+                    return session_detail(conn, scope.every_session, session_id)
+                except NotFoundError:
+                    pass
+            if scope.own_sessions:
+                found = session_detail(conn, scope.own_sessions, session_id)
+                if found.session.get("user_id") == who.user_id:
+                    return found
+        raise NotFoundError(f"no session {session_id!r} is stored on a charger you may see")
+
+    def _exportable(self, who: Principal, scope: HistoryScope) -> HistoryScope:
+        """The part of ``scope`` the user may export; AccessDenied (logged) when nothing is left."""
+        refs = {r.charger_id: r for r in self._access.visible(who, charger_ids=list(scope.chargers))}
+
+        def ok(ids: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(c for c in ids if c in refs and decide(who.grants, Permission.EXPORT, refs[c]).allowed)
+
+        allowed = HistoryScope(ok(scope.every_session), ok(scope.own_sessions))
+        if not allowed.chargers:
+            decision = decide(who.grants, Permission.EXPORT)
+            self._access.log(who, Permission.EXPORT.value, None, allowed=False, detail=decision.reason)
+            raise AccessDenied(decision, Permission.EXPORT, None)
+        return allowed
+
+    def report(self, who: Principal, flt: HistoryFilter, *, fleet: bool = False) -> Report:
+        """The PDF/CSV report of what the user sees (their own sessions only where that is all they see).
+
+        A user who sees every session on some chargers and only their own on others gets the
+        chargers where they see everything (the report names its scope).
+        """
+        scope = self._exportable(who, self.scope(who, charger_ids=flt.charger_ids))
+        if scope.only_own:
+            charger_scope, flt, label = scope.own_sessions, replace(flt, user_ids=(who.user_id,)), \
+                f"{who.display_name}'s own sessions"
+        else:
+            charger_scope = scope.every_session
+            label = f"{who.display_name}: {len(charger_scope)} charger{'s' if len(charger_scope) != 1 else ''}"
+        with self._access.connection() as conn:
+            report = build_report(conn, charger_scope, flt, kind="fleet" if fleet else "owner", scope_label=label,
+                                  now=self._access.now(), group_by=("site", "cost_centre", "vehicle") if fleet else ())
+        self._access.log(who, "export_report", None, detail=f"{flt.first_day}..{flt.last_day}")
+        return report
+
+    def reimbursement(self, who: Principal, month: date) -> Report:
+        """The user's own statement for a month: sessions with their tokens on chargers they may see."""
+        scope = self._exportable(who, self.scope(who))
+        with self._access.connection() as conn:
+            report = reimbursement_statement(conn, scope.chargers, who.user_id, month, user_label=who.display_name,
+                                             now=self._access.now())
+        self._access.log(who, "export_reimbursement", None, detail=month.isoformat())
+        return report
