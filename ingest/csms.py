@@ -76,6 +76,12 @@ class Registry(Protocol):
                           boot_at: datetime) -> None: ...
 
 
+class FrameRecorder(Protocol):
+    """Keeps raw frames for troubleshooting (``ingest.frame_log.FrameLog``); must not block."""
+
+    def record(self, charger_id: str, ts: datetime, direction: str, raw: bytes | str) -> None: ...
+
+
 class Queue(Protocol):
     async def claim_next(self, charger_id: str, now: datetime) -> ClaimedCommand | None: ...
 
@@ -139,6 +145,7 @@ class BridgeContext:
     # Publishes an event made from a frame, with the frame's time.monotonic_ns() arrival (for the
     # frame-to-PUBACK latency, see EventPublisher.publish); None: publisher.publish(event).
     publish_at: Callable[[Event, int], None] | None = None
+    frame_log: FrameRecorder | None = None  # None: raw frames are not kept
 
 
 class ChargerSession:
@@ -158,6 +165,7 @@ class ChargerSession:
         self.close_reason: str | None = None  # set by whoever closes the socket on purpose
         publisher = ctx.publisher
         self._publish_at: Callable[[Event, int], None] = ctx.publish_at or (lambda event, _ns: publisher.publish(event))
+        self._frame_log = ctx.frame_log
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -178,6 +186,8 @@ class ChargerSession:
         try:
             while True:
                 raw = await self.ws.recv(decode=False)
+                if self._frame_log is not None:
+                    self._frame_log.record(self.charger_id, self.ctx.clock(), "in", raw)
                 try:
                     await self._on_frame(raw, time.monotonic_ns())
                 except ConnectionClosed:
@@ -220,7 +230,7 @@ class ChargerSession:
         except FrameError as err:
             self.dead_letter(err.reason, raw)
             if err.reply is not None:
-                await self.ws.send(err.reply, text=True)
+                await self._send(err.reply)
             return
         if isinstance(frame, CallFrame):
             await self._on_call(frame, raw, received_ns)
@@ -236,10 +246,10 @@ class ChargerSession:
             err = call_error(self.version, frame.message_id, Problem.INTERNAL, f"{frame.action} failed: {exc}")
             self.dead_letter(f"bridge could not handle {frame.action}: {exc}", raw)
             if err.reply is not None:
-                await self.ws.send(err.reply, text=True)
+                await self._send(err.reply)
             return
         self._publish_events(frame, raw, received_at, transaction_id, received_ns)
-        await self.ws.send(encode_result(frame.message_id, reply), text=True)
+        await self._send(encode_result(frame.message_id, reply))
 
     def _publish_events(self, frame: CallFrame, raw: bytes, received_at: datetime,
                         transaction_id: str | None, received_ns: int) -> None:
@@ -278,6 +288,11 @@ class ChargerSession:
 
     # ----------------------------------------------------------------------- outbound
 
+    async def _send(self, frame: bytes) -> None:
+        if self._frame_log is not None:
+            self._frame_log.record(self.charger_id, self.ctx.clock(), "out", frame)
+        await self.ws.send(frame, text=True)
+
     def _on_response(self, frame: CallResultFrame | CallErrorFrame, raw: bytes) -> None:
         pending = self._pending
         if pending is None or pending[0] != frame.message_id or pending[1].done():
@@ -294,7 +309,7 @@ class ChargerSession:
         future: asyncio.Future[CallResultFrame | CallErrorFrame] = asyncio.get_running_loop().create_future()
         self._pending = (message_id, future)
         try:
-            await self.ws.send(encode_call(message_id, action, payload), text=True)
+            await self._send(encode_call(message_id, action, payload))
             async with asyncio.timeout(timeout):
                 return await future
         finally:

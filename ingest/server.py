@@ -44,6 +44,7 @@ from control.settings import Settings
 from ingest.auth import Authenticator
 from ingest.command_channel import SESSION_EXPIRY_S, CommandChannel
 from ingest.csms import BridgeContext, ChargerSession, TransactionIds, utc_now
+from ingest.frame_log import FrameLog
 from ingest.latency import STATS_FILE_ENV, StatsFile
 from ingest.publisher import EventPublisher
 from ingest.replies import AcceptAnyToken, AuthorizationPolicy
@@ -80,6 +81,8 @@ class BridgeOptions:
     # Benchmarks: frame-to-PUBACK latency histogram, dumped as JSON here at start, on SIGUSR1
     # and at stop (see ingest.latency; ``flowbank bridge`` reads FLOWBANK_BRIDGE_STATS_FILE).
     stats_file: Path | None = None
+    # Raw OCPP frames kept per charger for the support console's timeline (0: none kept).
+    frame_log_keep: int = 200
 
 
 def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -118,6 +121,7 @@ class Bridge:
         self._channel: CommandChannel | None = None
         self._queue: CommandQueue | None = None
         self._ctx: BridgeContext | None = None
+        self._frame_log: FrameLog | None = None
         self._stats = StatsFile(self.options.stats_file) if self.options.stats_file else None
 
     @property
@@ -152,12 +156,15 @@ class Bridge:
         self._publisher = EventPublisher(s.mqtt, client_id=f"flowbank-bridge-{s.bridge_id}", spool_dir=spool,
                                          on_acked=self._stats.on_acked if self._stats else None)
         self._publisher.start()
+        if o.frame_log_keep > 0:
+            self._frame_log = FrameLog(self._pool, bridge_id=s.bridge_id, keep=o.frame_log_keep)
+            self._frame_log.start()
         self._ctx = BridgeContext(
             bridge_id=s.bridge_id, publisher=self._publisher, registry=registry, queue=queue,
             tx_ids=TransactionIds(registry.allocate_transaction_ids, o.transaction_id_block), clock=self._clock,
             new_message_id=self._new_message_id, heartbeat_interval_s=s.heartbeat_interval_s,
             response_timeout_s=s.ocpp_response_timeout_s, authorization=self._authorization, spawn=self._spawn,
-            max_frame_bytes=o.max_frame_bytes, publish_at=self._publisher.publish,
+            max_frame_bytes=o.max_frame_bytes, publish_at=self._publisher.publish, frame_log=self._frame_log,
         )
         self._channel = CommandChannel(
             s.mqtt, bridge_id=s.bridge_id, queue=queue, publisher=self._publisher, sessions=self.sessions,
@@ -199,6 +206,8 @@ class Bridge:
                 log.exception("could not clear this bridge's presence rows")
         if self._publisher is not None:
             await asyncio.to_thread(self._publisher.stop, self.options.publisher_stop_timeout_s)
+        if self._frame_log is not None:
+            await self._frame_log.stop()
         if self._pool is not None:
             await self._pool.close()
         if self._stats is not None:

@@ -19,6 +19,13 @@ resume             ``clear_limit``: our limit goes, load management sets the nex
 lock / unlock      ``change_availability`` Inoperative / Operative (nobody can start)
 release cable      ``unlock`` (UnlockConnector)
 set limit          ``set_limit`` in A
+soft / hard reset  ``reset`` with type soft / hard (Reset)
+trigger            ``trigger`` with params ``message`` (TriggerMessage)
+availability       ``change_availability`` with params ``type`` Operative|Inoperative
+get config         ``get_config`` (GetConfiguration / GetVariables); the values come back in
+                   :attr:`CommandReply.payload`
+get diagnostics    ``get_diagnostics`` with params ``location`` (upload URL) (GetDiagnostics /
+                   GetLog); the file name comes back in :attr:`CommandReply.payload`
 =================  ==========================================================================
 
 The service is thread-safe (Streamlit runs a thread per browser session) and keeps one MQTT
@@ -32,7 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -69,6 +76,21 @@ class Action(StrEnum):
     UNLOCK = "unlock"
     RELEASE_CABLE = "release_cable"
     SET_LIMIT = "set_limit"
+    SOFT_RESET = "soft_reset"
+    HARD_RESET = "hard_reset"
+    TRIGGER = "trigger"
+    CHANGE_AVAILABILITY = "change_availability"
+    GET_CONFIG = "get_config"
+    GET_DIAGNOSTICS = "get_diagnostics"
+
+
+# Troubleshooting actions that pass their params through unchanged (checked by the bridge).
+_PASS_THROUGH: Final[Mapping[Action, CommandKind]] = {
+    Action.TRIGGER: CommandKind.TRIGGER,
+    Action.CHANGE_AVAILABILITY: CommandKind.CHANGE_AVAILABILITY,
+    Action.GET_CONFIG: CommandKind.GET_CONFIG,
+    Action.GET_DIAGNOSTICS: CommandKind.GET_DIAGNOSTICS,
+}
 
 
 class ReplyState(StrEnum):
@@ -94,6 +116,7 @@ class CommandReply:
     status: str | None = None
     detail: str | None = None
     elapsed_s: float = 0.0
+    payload: Mapping[str, JsonScalar] = field(default_factory=dict)  # e.g. configuration read back
 
     @property
     def ok(self) -> bool:
@@ -137,6 +160,10 @@ def command_for(action: Action, target: Target, *, command_id: str, now: datetim
         kind, extra = CommandKind.CHANGE_AVAILABILITY, {"type": "Operative"}
     elif action is Action.RELEASE_CABLE:
         kind = CommandKind.UNLOCK
+    elif action in (Action.SOFT_RESET, Action.HARD_RESET):
+        kind, extra = CommandKind.RESET, {**extra, "type": "soft" if action is Action.SOFT_RESET else "hard"}
+    elif action in _PASS_THROUGH:
+        kind = _PASS_THROUGH[action]
     else:
         if "limit" not in extra:
             raise ValueError("set_limit needs params['limit'] (A)")
@@ -283,5 +310,6 @@ class CommandService:
             else:
                 replies.append(CommandReply(target.charger_id, target.connector_id, command.command_id, action,
                                             ReplyState.DONE, outcome=result.outcome, status=result.status,
-                                            detail=result.detail, elapsed_s=elapsed))
+                                            detail=result.detail, elapsed_s=elapsed,
+                                            payload=dict(result.payload)))
         return replies

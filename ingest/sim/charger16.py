@@ -31,6 +31,7 @@ from ingest.sim.events import (
 )
 from ingest.sim.model import Session
 from ingest.sim.outbox import Outgoing, Result
+from ingest.sim.uploader import diagnostics_report, start_upload
 
 _RESERVE = {"Accepted": "Accepted", "Faulted": "Faulted", "Occupied": "Occupied", "Unavailable": "Unavailable"}
 
@@ -121,7 +122,9 @@ class ChargePoint16(SimChargePointMixin, ChargePoint16Base):
 
     @on(Action.get_diagnostics)
     def on_get_diagnostics(self, location: str, **_: Any) -> Any:
-        return call_result.GetDiagnostics(file_name=commands.upload(self.station, self._now(), kind="diagnostics"))
+        file_name = commands.upload(self.station, self._now(), kind="diagnostics")
+        start_upload(location, file_name, diagnostics_report(self.station, self._now(), "diagnostics"))
+        return call_result.GetDiagnostics(file_name=file_name)
 
     @on(Action.update_firmware)
     def on_update_firmware(self, location: str, retrieve_date: str, **_: Any) -> Any:

@@ -35,6 +35,7 @@ from ingest.sim.events import (
 )
 from ingest.sim.model import Session
 from ingest.sim.outbox import Outgoing, Result
+from ingest.sim.uploader import diagnostics_report, start_upload
 from ingest.sim.variables import SetResult, key_for, known_component
 
 
@@ -146,6 +147,8 @@ class ChargePoint201(SimChargePointMixin, ChargePoint201Base):
     @on(Action.get_log)
     def on_get_log(self, log: dict[str, Any], log_type: str, request_id: int, **_: Any) -> Any:
         filename = commands.upload(self.station, self._now(), kind="log", request_id=request_id)
+        start_upload(str(log.get("remoteLocation", log.get("remote_location", ""))), filename,
+                     diagnostics_report(self.station, self._now(), log_type))
         return call_result.GetLog(status="Accepted", filename=filename)
 
     @on(Action.update_firmware)
