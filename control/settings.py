@@ -62,6 +62,9 @@ class Secret:
         return bool(self._value)
 
 
+NO_SECRET: Final = Secret("")
+
+
 @dataclass(frozen=True, slots=True)
 class MqttEndpoint:
     host: str
@@ -103,7 +106,26 @@ class Settings:
     ocpp_response_timeout_s: float = 10.0
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
+    # Diagnostics/log uploads from chargers (GetDiagnostics / GetLog): the receiver's port, and the
+    # URL chargers are told to upload to (empty: http://<bridge_host>:<upload_port>/upload).
+    upload_port: int = 8090
+    upload_url: str = ""
+    # Signs Streamlit's sign-in cookies (the [auth] cookie_secret). Empty = not configured:
+    # `flowbank dashboard` then uses a random one it keeps in the data dir.
+    dashboard_cookie_secret: Secret = NO_SECRET
     provision_services: bool = True  # False when the user points us at their own PG/MQTT
+    # E-mail notifications (`flowbank notify`): no host = the e-mail channel is off.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: Secret = NO_SECRET
+    smtp_from: str = "flowbank@localhost"
+    smtp_starttls: bool = True
+
+    @property
+    def upload_base_url(self) -> str:
+        """Where chargers upload diagnostics (``<this>/<charger_id>``)."""
+        return (self.upload_url or f"http://{self.bridge_host}:{self.upload_port}/upload").rstrip("/")
 
     @property
     def pg_dsn_display(self) -> str:
@@ -207,6 +229,17 @@ def _check_dsn(name: str, raw: str) -> Secret:
     return Secret(raw)
 
 
+MIN_COOKIE_SECRET_LEN: Final = 32
+
+
+def _check_cookie_secret(name: str, raw: str) -> Secret:
+    value = raw.strip()
+    if len(value) < MIN_COOKIE_SECRET_LEN:
+        # The length only: never echo a secret, even a bad one.
+        raise SettingsError(f"{name}: must be at least {MIN_COOKIE_SECRET_LEN} characters, got {len(value)}")
+    return Secret(value)
+
+
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -252,16 +285,19 @@ def load_settings(environ: Mapping[str, str], toml: Mapping[str, Any] | None = N
             raise SettingsError(f"{name}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
         values["log_level"] = raw.upper()
 
-    for key in ("bridge_host", "bridge_id", "pipeline_id", "dashboard_host"):
+    for key in ("bridge_host", "bridge_id", "pipeline_id", "dashboard_host", "upload_url"):
         name, raw = get(key)
         if raw is not None:
             if not raw.strip():
                 raise SettingsError(f"{name}: must not be empty")
             values[key] = raw.strip()
-    for key in ("bridge_port", "dashboard_port"):
+    for key in ("bridge_port", "dashboard_port", "upload_port"):
         name, raw = get(key)
         if raw is not None:
             values[key] = _parse_int(name, raw, minimum=1, maximum=65535)
+    name, raw = get("dashboard_cookie_secret")
+    if raw is not None and raw.strip():  # empty: not configured
+        values["dashboard_cookie_secret"] = _check_cookie_secret(name, raw)
     name, raw = get("mqtt_session_expiry_s")
     if raw is not None:
         values["mqtt_session_expiry_s"] = _parse_int(name, raw, minimum=60, maximum=2**32 - 1)
@@ -277,6 +313,19 @@ def load_settings(environ: Mapping[str, str], toml: Mapping[str, Any] | None = N
     name, raw = get("bridge_auto_register")
     if raw is not None:
         values["bridge_auto_register"] = _parse_bool(name, raw)
+    for key in ("smtp_host", "smtp_username", "smtp_from"):
+        name, raw = get(key)
+        if raw is not None and raw.strip():
+            values[key] = raw.strip()
+    name, raw = get("smtp_port")
+    if raw is not None:
+        values["smtp_port"] = _parse_int(name, raw, minimum=1, maximum=65535)
+    name, raw = get("smtp_password")
+    if raw is not None:
+        values["smtp_password"] = Secret(raw)
+    name, raw = get("smtp_starttls")
+    if raw is not None:
+        values["smtp_starttls"] = _parse_bool(name, raw)
     for key in ("bridge_tls_cert", "bridge_tls_key"):
         name, raw = get(key)
         if raw:

@@ -19,7 +19,7 @@ import psycopg  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from dashboards import context, runtime  # noqa: E402
-from dashboards.nav import pages_for  # noqa: E402
+from dashboards.nav import invite_page, pages_for  # noqa: E402
 
 st.set_page_config(page_title="FlowBankOS", page_icon=":material/ev_station:", layout="wide")
 
@@ -28,6 +28,11 @@ try:
 except psycopg.Error as exc:
     st.error(f"The FlowBankOS database is not reachable, so nothing can be shown: {exc.__class__.__name__}. "
              "Check that PostgreSQL is running (`flowbank services`).")
+    st.stop()
+
+if not user.roles and "token" in st.query_params:
+    # Someone invited to a charger opens their link: accepting it is what gives them a role.
+    st.navigation([invite_page()], position="hidden").run()
     st.stop()
 
 if not user.roles:
@@ -43,4 +48,6 @@ with st.sidebar:
     context.sidebar(user)
     st.button("Sign out", on_click=st.logout, key="sign_out")
 
-st.navigation(pages_for(user.roles), position="sidebar").run()
+sections = pages_for(user.roles)
+sections.setdefault("Account", []).append(invite_page())
+st.navigation(sections, position="sidebar").run()

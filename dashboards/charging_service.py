@@ -118,6 +118,7 @@ def constraint_banners(row: ConnectorRow, limits: Sequence[LimitInForce]) -> tup
     mine = [lim for lim in limits if lim.site_id == row.site_id and lim.charger_id in (None, row.charger_id)]
     if binding in _SITE_BINDINGS or mine:
         detail = [decision.reason] if decision is not None and binding in _SITE_BINDINGS else []
+        detail = [d for d in detail if d and d.lower() != "limited by site"]
         detail += [f"{'site' if lim.charger_id is None else 'charger'} limit {lim.limit_a:g} A"
                    f"{f' ({lim.reason})' if lim.reason else ''}" for lim in mine]
         out.append("Limited by site" + (f": {'; '.join(dict.fromkeys(detail))}" if detail else ""))

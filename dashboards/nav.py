@@ -40,10 +40,23 @@ PAGES: Final[tuple[PageSpec, ...]] = (
     PageSpec("Charging", "device.py", "Device & V2G", ":material/memory:", "device", frozenset({_O, _F, _S, _I, _OP})),
     PageSpec("Charging", "sharing.py", "Sharing & reservations", ":material/group:", "sharing",
              frozenset({_O, _M})),
+    PageSpec("History", "history.py", "History", ":material/history:", "history", frozenset({_O, _M, _F, _S, _OP})),
+    PageSpec("History", "analytics.py", "Analytics & exports", ":material/bar_chart:", "analytics",
+             frozenset({_O, _M, _F, _OP})),
+    PageSpec("History", "sql.py", "SQL", ":material/database:", "sql", frozenset({_S, _OP})),
     PageSpec("Fleet", "fleet.py", "Fleet overview", ":material/dashboard:", "fleet", frozenset({_F, _OP})),
     PageSpec("Fleet", "bulk.py", "Bulk actions", ":material/checklist:", "bulk", frozenset({_F, _OP})),
     PageSpec("Fleet", "fleet_schedule.py", "Departure schedule", ":material/view_timeline:", "fleet-schedule",
              frozenset({_F, _OP})),
+    PageSpec("Support", "alerts.py", "Alert feed", ":material/notifications_active:", "alerts",
+             frozenset({_S, _OP, _F})),
+    PageSpec("Support", "timeline.py", "Charger timeline", ":material/timeline:", "timeline",
+             frozenset({_S, _OP})),
+    PageSpec("Support", "troubleshoot.py", "Troubleshooting", ":material/build:", "troubleshoot",
+             frozenset({_S, _OP})),
+    PageSpec("Support", "tickets.py", "Tickets", ":material/confirmation_number:", "tickets",
+             frozenset({_S, _OP})),
+    PageSpec("Account", "notifications.py", "Notifications", ":material/notifications:", "notifications", _EVERYONE),
     PageSpec("Install", "installer.py", "Installer mode", ":material/construction:", "installer",
              frozenset({_I, _OP})),
 )
@@ -70,3 +83,9 @@ def pages_for(roles: Iterable[Role]) -> dict[str, list[st.Page]]:
         first = False
         sections.setdefault(spec.section, []).append(page)
     return sections
+
+
+def invite_page() -> st.Page:
+    """The accept-invitation page: reached only through an invitation link, never listed."""
+    return st.Page(str(PAGES_DIR / "invite.py"), title="Accept invitation", icon=":material/mail:",
+                   url_path="invite", visibility="hidden")

@@ -26,6 +26,7 @@ from warehouse.config import read_settings
 log = logging.getLogger(__name__)
 
 _PRINCIPAL_KEY = "_flowbank_user_id"
+_OPENED: list[ConnectionPool | CommandService] = []  # what close_resources() must close
 _IDENTITY_KEY = "_flowbank_identity"
 
 
@@ -40,6 +41,7 @@ def pool() -> ConnectionPool:
     p = ConnectionPool(settings().pg_dsn.reveal(), min_size=1, max_size=8, open=False,
                        kwargs={"connect_timeout": 5}, name="dashboards")
     p.open(wait=False)
+    _OPENED.append(p)
     return p
 
 
@@ -53,7 +55,15 @@ def commands() -> CommandService:
     """The MQTT command channel (remote start/stop, lock, pause); replies within 5 s."""
     service = CommandService(settings().mqtt, client_id=None)
     service.start(wait_s=3.0)
+    _OPENED.append(service)
     return service
+
+
+def close_resources() -> None:
+    """Close every connection this process opened and forget the cached resources (tests, shutdown)."""
+    while _OPENED:
+        _OPENED.pop().close()
+    st.cache_resource.clear()
 
 
 @st.cache_resource(show_spinner=False)
@@ -112,6 +122,9 @@ def sign_in_screen() -> None:
     st.caption("EV charging, managed.")
     if auth_configured():
         st.write("Sign in to see your chargers, sessions and sites.")
+        if "token" in st.query_params:
+            st.info("You opened an invitation. Sign in with the e-mail address it was sent to, then open the "
+                    "invitation link again to accept it.")
         st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
     else:
         st.error("Sign-in is not configured on this server. Start the dashboards with `flowbank dashboard`, "

@@ -45,6 +45,12 @@ def _cmd_bridge(settings: Settings, args: argparse.Namespace) -> int:
     return run_bridge(settings, reuse_port=args.reuse_port)
 
 
+def _cmd_files(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.upload_server import run_upload_server
+
+    return run_upload_server(settings, host=args.host, port=args.port)
+
+
 def _cmd_chargers(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.chargers_cli import run as run_chargers
 
@@ -70,6 +76,12 @@ def _control_handler(command: str) -> Handler:
         return run_control(settings, command, args)
 
     return handler
+
+
+def _cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    from flowbank.dashboard_cmd import run as run_dashboard
+
+    return run_dashboard(settings, args)
 
 
 def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,6 +123,24 @@ def _cmd_dq(settings: Settings, args: argparse.Namespace) -> int:
     return run_dq(settings, args)
 
 
+def _cmd_notify(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.notifier import run as run_notifier
+
+    return run_notifier(settings, args)
+
+
+def _cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from reports.cli import run as run_report
+
+    return run_report(settings, args)
+
+
+def _cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    from flowbank.history_gen import run as run_history
+
+    return run_history(settings, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowbank", description="FlowBankOS: open EV-charging management.")
     parser.add_argument("--log-level", help="override FLOWBANK_LOG_LEVEL for this command")
@@ -126,12 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the whole platform locally until Ctrl-C")
     p.add_argument("--chargers", type=int, default=10, help="number of simulated chargers (0 for none)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated clock speed factor for the demo chargers")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not start the dashboards (and their local sign-in provider)")
+    p.add_argument("--oidc-port", type=int, default=9400, help="port of the dashboards' local OIDC provider")
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("bridge", help="run the OCPP 1.6J/2.0.1 ingest bridge")
     p.add_argument("--reuse-port", action="store_true",
                    help="share the port with other bridge processes (SO_REUSEPORT) to scale out")
     p.set_defaults(handler=_cmd_bridge)
+
+    p = sub.add_parser("files", help="receive diagnostics/log uploads from chargers (GetDiagnostics / GetLog)")
+    p.add_argument("--host", help="listen address (default: FLOWBANK_BRIDGE_HOST)")
+    p.add_argument("--port", type=int, help="listen port (default: FLOWBANK_UPLOAD_PORT, 8090)")
+    p.set_defaults(handler=_cmd_files)
 
     p = sub.add_parser("pipeline", help="run the streaming dataflow (sessions, live state, warehouse) with recovery")
     from pipelines.run import add_arguments as add_pipeline_arguments
@@ -157,6 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_dq_arguments(p)
     p.set_defaults(handler=_cmd_dq)
 
+    p = sub.add_parser("report", help="history exports: CSV, PDF, fleet, cost sharing, reimbursement, Parquet, costs")
+    from reports.cli import add_arguments as add_report_arguments
+    from reports.cli import add_history_arguments
+
+    add_report_arguments(p)
+    p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser("history", help="generate a simulated year of history fast (for demos and benchmarks)")
+    add_history_arguments(p)
+    p.set_defaults(handler=_cmd_history)
+
+    p = sub.add_parser("notify", help="deliver alerts: notification centres, webhooks, e-mail, push (until Ctrl-C)")
+    from pipelines.notifier import add_arguments as add_notify_arguments
+
+    add_notify_arguments(p)
+    p.set_defaults(handler=_cmd_notify)
+
     p = sub.add_parser("chargers", help="manage the charger registry (Basic-auth credentials)")
     from ingest.chargers_cli import add_arguments as add_charger_arguments
 
@@ -169,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sim_arguments(p)
     p.set_defaults(handler=_cmd_simulate)
+
+    p = sub.add_parser("dashboard", help="run the Streamlit dashboard (with a local OIDC provider for sign-in)")
+    from flowbank.dashboard_cmd import add_arguments as add_dashboard_arguments
+
+    add_dashboard_arguments(p)
+    p.set_defaults(handler=_cmd_dashboard)
 
     p = sub.add_parser("meter", help="read a building meter over Modbus TCP and publish its load until Ctrl-C")
     p.add_argument("--config", type=Path, required=True, help="the meter's TOML file (see ingest/README.md)")

@@ -109,9 +109,15 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
     children = [
         Child("pipeline", _flowbank("pipeline")),
         Child("bridge", _flowbank("bridge")),
+        Child("files", _flowbank("files")),  # diagnostics uploads from chargers (support console)
         Child("maintenance", _flowbank("maintain", "--every", "3600")),
         Child("data-quality", _flowbank("dq", "--every", "900")),
+        Child("notifier", _flowbank("notify")),
     ]
+    if not args.no_dashboard:
+        # Streamlit with a local OpenID Connect provider holding one demo user per role; it
+        # prints the address and how to sign in as each.
+        children.append(Child("dashboard", _flowbank("dashboard", "--oidc-port", str(args.oidc_port))))
     site = None
     if args.chargers > 0:
         demo_ids = _register_demo_chargers(settings, args.chargers)

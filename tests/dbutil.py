@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -20,3 +24,19 @@ def drop_database(admin_dsn: str, name: str) -> None:
             except psycopg.errors.ObjectInUse:
                 time.sleep(0.2)
         conn.execute(statement)  # the last try reports the error
+
+
+@contextmanager
+def fresh_database(admin_dsn: str, prefix: str = "flowbank_test") -> Iterator[str]:
+    """A new, migrated database on the server of ``admin_dsn``; dropped on exit."""
+    from warehouse.migrate import apply_migrations
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
+    try:
+        apply_migrations(dsn)
+        yield dsn
+    finally:
+        drop_database(admin_dsn, name)

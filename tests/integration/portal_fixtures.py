@@ -9,7 +9,6 @@ SIM-0001 charging at 7.4 kW, SIM-0002 waiting for a vehicle, SIM-0005 in error, 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,16 +16,14 @@ from typing import Any
 
 import psycopg
 import pytest
-import streamlit as st
-from dbutil import drop_database
-from psycopg import sql
+from dbutil import fresh_database
 from streamlit.testing.v1 import AppTest
 
 from control.settings import Settings
+from dashboards import runtime
 from flowbank.config import PROJECT_ROOT
 from warehouse import control_store
 from warehouse.demo_seed import DEMO_USERS, seed_demo_access
-from warehouse.migrate import apply_migrations
 
 APP = str(PROJECT_ROOT / "dashboards" / "app.py")
 CHARGERS = [f"SIM-{i:04d}" for i in range(1, 7)]
@@ -69,18 +66,12 @@ def seed_portal(dsn: str) -> None:
 @pytest.fixture(scope="module")
 def portal_dsn(base_settings: Settings) -> Iterator[str]:
     """A fresh, migrated and seeded database for one test module."""
-    admin_dsn = base_settings.pg_dsn.reveal()
-    name = f"flowbank_portal_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        apply_migrations(dsn)
+    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_portal") as dsn:
         seed_portal(dsn)
-        yield dsn
-    finally:
-        st.cache_resource.clear()
-        drop_database(admin_dsn, name)
+        try:
+            yield dsn
+        finally:
+            runtime.close_resources()
 
 
 @pytest.fixture()
@@ -88,7 +79,7 @@ def run_app(portal_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     """``run_app("owner", page="pages/live.py")``: the app run once as that demo user (or ``None``)."""
     monkeypatch.setenv("FLOWBANK_PG_DSN", portal_dsn)
     monkeypatch.setenv("FLOWBANK_DATA_DIR", str(tmp_path / "data"))
-    st.cache_resource.clear()
+    runtime.close_resources()
 
     def run(role: str | None, *, page: str | None = None, timeout: float = 30,
             session: dict[str, Any] | None = None) -> AppTest:
@@ -105,4 +96,4 @@ def run_app(portal_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         return at
 
     yield run
-    st.cache_resource.clear()
+    runtime.close_resources()

@@ -162,7 +162,7 @@ def test_load_needs_view_load_and_reports_the_fallback(access: Access, portal_ds
     fresh = load.site_load(_who(access, "operator"), access, "demo", now=NOW - timedelta(minutes=4, seconds=30))
     assert not fresh.stale
     cards = svc.live_cards(_who(access, "owner"), access, ["SIM-0001"], now=NOW)
-    assert cards[0].banners == ("Limited by site: Limited by site",)
+    assert cards[0].banners == ("Limited by site",)
 
 
 def test_device_profile_and_v2g_guards(access: Access, portal_dsn: str) -> None:

@@ -27,13 +27,15 @@ def _free_port() -> int:
 
 def test_run_starts_the_platform_and_stops_on_ctrl_c(pg_dsn: str, mqtt_endpoint: MqttEndpoint,
                                                       tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "FLOWBANK_PG_DSN": pg_dsn, "FLOWBANK_MQTT_URL": mqtt_endpoint.url,
+    port, dashboard_port, oidc_port = _free_port(), _free_port(), _free_port()
+    env = {**os.environ, "FLOWBANK_DASHBOARD_PORT": str(dashboard_port),
+           "FLOWBANK_PG_DSN": pg_dsn, "FLOWBANK_MQTT_URL": mqtt_endpoint.url,
            "FLOWBANK_DATA_DIR": str(tmp_path / "data"), "FLOWBANK_BRIDGE_PORT": str(port),
            "FLOWBANK_BRIDGE_ID": f"run-test-{port}", "FLOWBANK_PIPELINE_ID": f"run-test-{port}"}
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "flowbank.cli", "run", "--chargers", "2", "--speed", "30"],
+        proc = subprocess.Popen([sys.executable, "-m", "flowbank.cli", "run", "--chargers", "2", "--speed", "30",
+                                 "--oidc-port", str(oidc_port)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
@@ -53,6 +55,16 @@ def test_run_starts_the_platform_and_stops_on_ctrl_c(pg_dsn: str, mqtt_endpoint:
             site = conn.execute("select config from sites where site_id = 'demo'").fetchone()
         assert site is not None and [c["id"] for c in site[0]["chargers"]] == ["SIM-0001"], site
         assert samples > 0, "no meter sample made it from the simulated chargers to TimescaleDB\n" + output[-3000:]
+        # The dashboards run too, with the local sign-in provider and one demo user per role.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and f"127.0.0.1:{dashboard_port}" not in output:
+            time.sleep(1)
+            output = log_path.read_text(errors="replace")
+        assert f"http://127.0.0.1:{dashboard_port}" in output, output[-3000:]
+        assert "owner@flowbank.demo" in output and "fleet@flowbank.demo" in output
+        with psycopg.connect(pg_dsn) as conn:
+            people = conn.execute("select count(*) from users where email like '%@flowbank.demo'").fetchone()
+        assert people == (6,)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
         output = log_path.read_text(errors="replace")

@@ -89,7 +89,7 @@ def service(access: Access, mailer: _Mailer) -> SharingService:
     ids = itertools.count(1)
     return SharingService(access, base_url=BASE_URL, mailer=mailer,
                           random_bytes=lambda n: next(_SEEDS).to_bytes(4, "big") * (n // 4) + bytes(n % 4),
-                          new_id=lambda prefix: f"{prefix}-{next(ids)}-{id(ids)}")
+                          new_id=lambda prefix: f"{prefix}-{next(ids)}-{uuid.uuid4().hex[:8]}")
 
 
 def _stranger(access: Access, email: str) -> Principal:

@@ -33,7 +33,7 @@ def test_banners_name_the_hardware_cap_the_site_and_the_fallback() -> None:
     assert constraint_banners(_row(decision=_decision("hardware")), []) == ("Hardware cap is 16 A",)
     assert constraint_banners(_row(decision=_decision("cable", 13)), [])[0] == "Hardware cap is 16 A"
     site = constraint_banners(_row(decision=_decision("main_breaker", reason="Limited by site")), [])
-    assert site == ("Limited by site: Limited by site",)
+    assert site == ("Limited by site",)
     limit = LimitInForce("l1", "s1", None, 20.0, None, "dashboard", "peak shaving")
     assert constraint_banners(_row(), [limit]) == ("Limited by site: site limit 20 A (peak shaving)",)
     other_site = replace(limit, site_id="s2")

@@ -103,7 +103,8 @@ def test_streamlit_command_line(tmp_path: Path) -> None:
     assert argv[:5] == [sys.executable, "-m", "streamlit", "run", str(tmp_path / "app.py")]
     flags = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert flags == {"--server.headless": "true", "--server.port": "8600", "--server.address": "127.0.0.1",
-                     "--browser.gatherUsageStats": "false", "--secrets.files": str(tmp_path / "s.toml")}
+                     "--browser.gatherUsageStats": "false", "--client.toolbarMode": "viewer",
+                     "--secrets.files": str(tmp_path / "s.toml")}
     assert "--secrets.files" not in streamlit_argv(tmp_path / "app.py", host="h", port=1, secrets_file=None)
     assert browser_host("::") == "127.0.0.1" and browser_host("dash.example") == "dash.example"
 
