@@ -88,6 +88,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.time)  # unix seconds, when the request was read
 
     @property
     def json(self) -> Any:
