@@ -15,6 +15,8 @@ The policy, in the order it is applied:
    missing for a circuit with ``has_meter``, or dated too far ahead) is **stale**: the site goes
    to ``SiteControlState.SAFE_FALLBACK`` and its total EV current is capped at
    ``site.safe_fallback_a`` per phase on top of every other limit (stale readings still count).
+   :class:`Reservation` s (connectors outside the allocation that may still draw, e.g. an
+   offline charger's installed limit) are taken off every constraint their charger draws through.
 2. **Constraints.** Every circuit, from the charger's up to the main breaker, on every phase:
    ``building load + EV current <= limit - safety margin`` (margin: ``safety_margin_a`` or
    ``safety_margin_pct`` of the limit, whichever is larger). EV-only caps: the site's and a
@@ -164,6 +166,23 @@ class ConnectorDemand:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """Current a connector outside the allocation may still draw, per phase on its first
+    ``phases_in_use`` wired phases: an offline charger keeps the limit it last installed. It is
+    taken off every constraint the charger draws through before anyone is admitted."""
+
+    charger_id: str
+    connector_id: int
+    current_a: float
+    phases_in_use: int | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.current_a) or self.current_a < 0:
+            raise SnapshotError(f"{self.charger_id}/{self.connector_id}: reserved current must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The whole state of one site for one decision. ``operator_limits`` add to the site's own."""
 
@@ -172,6 +191,7 @@ class Snapshot:
     building_loads: tuple[BuildingLoadReading, ...] = ()
     operator_limits: tuple[OperatorLimit, ...] = ()
     params: AllocationParams = AllocationParams()
+    reservations: tuple[Reservation, ...] = ()
 
     def __post_init__(self) -> None:
         keys = sorted((d.charger_id, d.connector_id) for d in self.demands)
@@ -356,6 +376,7 @@ def decide(snapshot: Snapshot, now: datetime) -> Allocation:
     )
     banner = stale[0].message if stale else None
     constraints, by_charger = _constraints(site, params, loads, limits, banner)
+    inputs.extend(_reserve(site, snapshot.reservations, constraints, by_charger))
     min_d = _ceil_d(params.min_current_a)
 
     entries = [
@@ -543,6 +564,27 @@ def _constraints(
         circuits = [circuit_index[cid] for cid in site.path_to_main(charger.circuit_id)]
         by_charger[charger.charger_id] = [*own, *circuits, *site_wide]
     return constraints, by_charger
+
+
+def _reserve(
+    site: Site,
+    reservations: tuple[Reservation, ...],
+    constraints: list[_Constraint],
+    by_charger: Mapping[str, list[int]],
+) -> list[InputRecord]:
+    records = []
+    for r in sorted(reservations, key=lambda r: (r.charger_id, r.connector_id)):
+        charger = site.charger(r.charger_id)
+        tenths = _ceil_d(r.current_a)
+        if charger is not None and tenths > 0:
+            wired = len(charger.phases)
+            phases = [ALL_PHASES.index(p) for p in charger.phases[: min(r.phases_in_use or wired, wired)]]
+            for i in by_charger[charger.charger_id]:
+                for p in phases:
+                    constraints[i].room[p] = max(0, constraints[i].room[p] - tenths)
+        records.append(InputRecord("reserved", f"{r.charger_id}/{r.connector_id}",
+                                   f"{_fmt(r.current_a)} A reserved{': ' + r.reason if r.reason else ''}", None, None))
+    return records
 
 
 # --------------------------------------------------------------------------- the steps

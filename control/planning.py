@@ -24,14 +24,18 @@ Policy (:func:`plan_charging`):
    ``deadline_at_risk=True`` with the ``shortfall_wh``.
 
 The plan is recomputed on every cycle from the latest SoC (stateless, like allocation);
-:func:`power_now_w` / :func:`current_now_a` say what the plan wants at an instant.
+:func:`power_now_w` / :func:`current_now_a` say what the plan wants at an instant, and
+:func:`departure_advice` turns the plan into what the control loop does now: charge (inside a
+planned slot) or hold until the next one, with the plan named in the reason
+("Off-peak plan: charging 23:00–05:00 at 0.21 EUR/kWh").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal, localcontext
 from itertools import pairwise
 from typing import Final
@@ -268,3 +272,99 @@ def should_charge_now(plan: ChargePlan, now: datetime) -> bool:
 def current_now_a(plan: ChargePlan, now: datetime, phases: int, voltage_v: float = 230.0) -> float:
     """The per-phase current the plan wants at ``now`` (power / (phases x voltage))."""
     return power_now_w(plan, now) / (phases * voltage_v)
+
+
+# --------------------------------------------------------------------------- the plan in the control loop
+
+OFF_PEAK_PLAN: Final = "Off-peak plan"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAdvice:
+    """What a departure's cheapest-window plan wants from the allocation at one instant.
+
+    ``charge_now``: inside a planned slot (charge, at most ``cap_a``); otherwise hold (pause) until
+    the next slot. ``at_risk``: even every remaining slot at full power cannot meet the deadline,
+    so the plan does not hold anything and the allocation's "deadline at risk" class takes over.
+    ``next_change``: the next slot edge, when the advice changes by the clock alone.
+    """
+
+    charge_now: bool
+    at_risk: bool
+    reason: str
+    cap_a: float | None = None
+    slot: PlannedSlot | None = None  # the current slot, else the next one
+    next_change: datetime | None = None
+    plan: ChargePlan | None = None
+
+
+def _local(instant: datetime, zone: tzinfo) -> str:
+    return instant.astimezone(zone).strftime("%H:%M")
+
+
+def _price_text(price: Decimal | None, currency: str | None) -> str:
+    if price is None:
+        return "at an unknown price"
+    shown = price.quantize(Decimal("0.01")) if price == price.quantize(Decimal("0.01")) else price.normalize()
+    return f"at {shown} {currency or ''}/kWh".replace(" /kWh", "/kWh")
+
+
+def plan_reason(slot: PlannedSlot, zone: tzinfo, currency: str | None) -> str:
+    """E.g. "Off-peak plan: charging 23:00–05:00 at 0.21 EUR/kWh" (local times of ``zone``)."""
+    return (f"{OFF_PEAK_PLAN}: charging {_local(slot.start, zone)}–{_local(slot.end, zone)} "
+            f"{_price_text(slot.price_per_kwh, currency)}")
+
+
+def _span(plan: ChargePlan, first: PlannedSlot | None) -> PlannedSlot | None:
+    """``first`` extended over the planned slots that follow it without a gap at the same price (a
+    last slot at lower power is the same stretch of charging to a person reading the reason)."""
+    if first is None:
+        return None
+    span = first
+    for item in plan.slots:
+        if item.start == span.end and item.price_per_kwh == span.price_per_kwh:
+            span = PlannedSlot(span.start, item.end, span.power_w, span.energy_wh + item.energy_wh,
+                               span.price_per_kwh)
+    return span
+
+
+def departure_advice(
+    now: datetime,
+    departure: datetime,
+    energy_needed_wh: float,
+    *,
+    max_current_a: float,
+    min_current_a: float,
+    phases: int,
+    prices: Sequence[PriceInterval],
+    zone: tzinfo,
+    voltage_v: float = 230.0,
+    slot: timedelta = DEFAULT_SLOT,
+) -> PlanAdvice | None:
+    """The plan's advice for a vehicle that may charge at up to ``max_current_a`` (its mode's cap)
+    on ``phases``; None when a plan has nothing to say: nothing to charge, the departure passed,
+    or one price (or none) over the whole time left, where waiting cannot save anything.
+
+    The plan is recomputed from scratch at every call (stateless, like the allocation): what the
+    vehicle got less than planned shows up in ``energy_needed_wh`` and moves the plan.
+    """
+    now, departure = utc(now), utc(departure)
+    if energy_needed_wh <= 0 or departure <= now:
+        return None
+    ahead = [p for p in prices if p.end > now and p.start < departure]
+    if len({p.price.price_per_kwh for p in ahead}) < 2:
+        return None
+    plan = plan_charging(now, departure, energy_needed_wh, max_power_w(max_current_a, phases, voltage_v),
+                         prices=ahead, slot=slot, min_power_w=max_power_w(min_current_a, phases, voltage_v))
+    if plan.deadline_at_risk:
+        return PlanAdvice(True, True, plan.message, plan=plan)
+    current = _span(plan, planned_slot_at(plan, now))
+    if current is not None:
+        # The slot's power, rounded up to a tenth of an ampere, never under the minimum current.
+        amps = math.ceil(current.power_w / (phases * voltage_v) * 10 - 1e-6) / 10
+        return PlanAdvice(True, False, plan_reason(current, zone, plan.currency),
+                          min(max_current_a, max(min_current_a, amps)), current, current.end, plan)
+    upcoming = _span(plan, next((s for s in plan.slots if s.start > now), None))
+    if upcoming is None:  # (cannot happen: a plan that is not at risk covers the energy in slots)
+        return None
+    return PlanAdvice(False, False, plan_reason(upcoming, zone, plan.currency), None, upcoming, upcoming.start, plan)

@@ -6,7 +6,9 @@ query) and, when it changes, reloads every site's configuration and emits what c
 :class:`~pipelines.load_control.Placement` per charger whose site changed. The first poll after
 a (re)start emits everything, so the dataflow needs no snapshot of it (stateless: resuming from
 recovery re-reads the database). A mode switch or an operator limit written by a front end is
-in the dataflow within ``interval`` (default 250 ms).
+in the dataflow within ``interval`` (default 250 ms). The tariff pricing each charger (its own
+assignment, else its site's) travels with the configuration: tariffs change rarely, so they are
+only read when the stamp moves (it covers the tariff tables' latest change), never per poll.
 
 A database that cannot be reached is logged once per outage and retried at every poll; the
 dataflow keeps deciding with the configuration it has.

@@ -31,6 +31,7 @@ import copy
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from control import contract as c
 from control.allocation import (
@@ -39,15 +40,26 @@ from control.allocation import (
     ConnectorAllocation,
     ConnectorDemand,
     PauseCause,
+    Reservation,
     SiteControlState,
     Snapshot,
     decide,
 )
-from control.planning import max_power_w, plan_charging
+from control.planning import PlanAdvice, departure_advice, max_power_w, plan_charging
+from control.presence import (
+    DEFAULT_HEARTBEAT,
+    OFFLINE_FACTOR,
+    is_offline,
+    offline_reason,
+    offline_timeout,
+    reserved_current_a,
+)
 from control.records import ComplianceCheck, ComplianceVerdict, ControlDecision
 from control.rules import RuleContext, evaluate
+from control.schedules import zone_of
 from control.site import BuildingLoadReading, Charger, reading_from_event
-from control.site_config import SiteControlConfig
+from control.site_config import DeparturePlanning, SiteControlConfig
+from control.tariffs import PriceInterval, Tariff, price_intervals
 
 ConnectorKey = tuple[str, int]
 
@@ -69,6 +81,8 @@ class ControlConfig:
     compliance_give_up_after: timedelta = timedelta(seconds=60)  # never under: "violated"
     command_expiry: timedelta = timedelta(seconds=60)  # a setpoint older than this is obsolete
     confirm_wait: timedelta = timedelta(seconds=1.5)  # raises wait at most this long for the decreases' results
+    default_heartbeat: timedelta = DEFAULT_HEARTBEAT  # a charger's heartbeat interval when its boot did not say
+    offline_factor: float = OFFLINE_FACTOR  # silent for this many heartbeat intervals: offline
 
 
 # --------------------------------------------------------------------------- routing
@@ -186,6 +200,15 @@ class SiteControl:
     seq: int = 0
     last_decided_at: datetime | None = None
     unconfirmed: dict[str, datetime] = field(default_factory=dict)  # lowering commands without a result: sent at
+    heard: dict[str, datetime] = field(default_factory=dict)  # by charger: when it last said anything
+    heartbeat_s: dict[str, int] = field(default_factory=dict)  # by charger: the interval it booted with
+    offline: dict[ConnectorKey, float] = field(default_factory=dict)  # offline connectors: the current reserved
+    clock_edge: datetime | None = None  # the next instant a decision changes by the clock (offline, plan slot)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A recovery snapshot taken before a field existed resumes with that field's default.
+        defaults = SiteControl(str(state.get("site_id", ""))).__dict__
+        self.__dict__.update({**defaults, **state})
 
     def snapshot(self) -> SiteControl:
         """An independent copy for Bytewax's recovery snapshot, taken every epoch: the containers
@@ -196,7 +219,8 @@ class SiteControl:
                        online=dict(self.online), loads=dict(self.loads),
                        sent={k: copy.copy(v) for k, v in self.sent.items()},
                        checks={k: copy.copy(v) for k, v in self.checks.items()},
-                       unconfirmed=dict(self.unconfirmed))
+                       unconfirmed=dict(self.unconfirmed), heard=dict(self.heard),
+                       heartbeat_s=dict(self.heartbeat_s), offline=dict(self.offline))
 
 
 Output = c.Setpoint | c.Command | c.Alert | ControlDecision | ComplianceCheck
@@ -234,7 +258,7 @@ def control_step(state: SiteControl | None, item: ControlInput, now: datetime,
 def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: ControlConfig,
                       out: list[Output]) -> bool:
     """Apply one charger event; True when it calls for a new decision."""
-    redecide = False
+    redecide = _heard(st, item, now)
     if isinstance(item, c.MeterSample):
         _on_sample(st, item, now, cfg, out)
     elif isinstance(item, c.StatusChanged):
@@ -258,6 +282,8 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
     elif isinstance(item, c.ConnectionEvent):
         if item.kind in (c.ConnectionKind.CONNECTED, c.ConnectionKind.DISCONNECTED, c.ConnectionKind.BOOTED):
             st.online[item.charger_id] = item.kind is not c.ConnectionKind.DISCONNECTED
+            if item.kind is c.ConnectionKind.BOOTED and item.heartbeat_interval_s:
+                st.heartbeat_s[item.charger_id] = item.heartbeat_interval_s
             if item.kind is c.ConnectionKind.BOOTED:
                 # A rebooted charger may have lost our profiles: send its limits again.
                 for key in [k for k in st.sent if k[0] == item.charger_id]:
@@ -273,6 +299,24 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
     return redecide
 
 
+def _heard(st: SiteControl, item: RoutedEvent, now: datetime) -> bool:
+    """Note that the charger spoke; True when it was offline (it is re-allocated at once)."""
+    if isinstance(item, c.ConnectionEvent) and item.kind is c.ConnectionKind.DISCONNECTED:
+        return False  # the bridge speaking, not the charger
+    if isinstance(item, c.CommandResult) and item.outcome not in (c.CommandOutcome.ACCEPTED,
+                                                                   c.CommandOutcome.REJECTED):
+        return False  # a timeout or a bridge-side failure is no sign of life
+    if isinstance(item, c.ConnectionEvent | c.CommandResult):
+        seen = item.ts  # the bridge's clock
+    else:
+        seen = item.received_at or now  # the bridge's clock when it has one, never the charger's
+    seen = min(seen, now)
+    previous = st.heard.get(item.charger_id)
+    if previous is None or seen > previous:
+        st.heard[item.charger_id] = seen
+    return any(key[0] == item.charger_id for key in st.offline)
+
+
 def on_timer(state: SiteControl, now: datetime, cfg: ControlConfig) -> tuple[SiteControl, list[Output]]:
     out: list[Output] = []
     _expire_checks(state, now, cfg, out)
@@ -284,6 +328,8 @@ def next_wakeup(state: SiteControl, cfg: ControlConfig) -> datetime | None:
     if state.config is None or state.last_decided_at is None:
         return None
     wakeup = state.last_decided_at + cfg.redecide_every
+    if state.clock_edge is not None:  # a charger going silent, a planned slot starting or ending
+        wakeup = min(wakeup, max(state.clock_edge, state.last_decided_at))
     if state.unconfirmed:  # raises held back: decide again when the wait for confirmations ends
         wakeup = min(wakeup, min(state.unconfirmed.values()) + cfg.confirm_wait)
     return wakeup
@@ -293,34 +339,113 @@ def next_wakeup(state: SiteControl, cfg: ControlConfig) -> datetime | None:
 
 
 def snapshot_of(st: SiteControl, now: datetime, cfg: ControlConfig) -> Snapshot | None:
+    """The allocation's input for this instant. Side effects on ``st`` (for the caller): which
+    connectors are offline with their reservation (:attr:`SiteControl.offline` is *not* updated
+    here, see :func:`_decide`), and :attr:`SiteControl.clock_edge`."""
+    assessed = _assess(st, now, cfg)
+    return None if assessed is None else assessed[0]
+
+
+def _assess(st: SiteControl, now: datetime,
+            cfg: ControlConfig) -> tuple[Snapshot, dict[ConnectorKey, Reservation]] | None:
+    """(the snapshot, the offline connectors' reservations); sets ``st.clock_edge``."""
     config = st.config
     if config is None:
         return None
     demands = []
+    reserved: dict[ConnectorKey, Reservation] = {}
+    edges: list[datetime] = []
+    settings = config.settings
     for charger in config.site.chargers:
+        timeout = offline_timeout(settings.offline_timeout_s, st.heartbeat_s.get(charger.charger_id),
+                                  cfg.default_heartbeat, cfg.offline_factor)
+        heard = st.heard.get(charger.charger_id)
+        offline = is_offline(heard, timeout, now)
         for connector in charger.connectors:
             key = (charger.charger_id, connector.connector_id)
             conn = st.connectors.get(key)
             if conn is None or not _plugged_in(conn):
                 continue
+            sent = st.sent.get(key)
+            if offline:
+                amps = reserved_current_a(sent.limit_a if sent else None, charger.max_current_a,
+                                          settings.offline_fallback_a)
+                reserved[key] = Reservation(key[0], key[1], amps, conn.phases_in_use,
+                                            f"{key[0]} offline, silent for more than {timeout.total_seconds():g} s")
+                continue
+            if heard is not None:
+                edges.append(heard + timeout)
             mode = config.mode_of(*key)
             outcome = evaluate(config.rules, RuleContext(
                 site_id=config.site_id, charger_id=key[0], connector_id=key[1], mode=mode,
                 phases=conn.phases_in_use or len(charger.phases), voltage_v=config.site.voltage_v,
                 id_tag=conn.id_tag), now)
-            sent = st.sent.get(key)
-            at_risk = _deadline_at_risk(config, key, conn, sent, charger, now)
+            mode = outcome.mode_override or mode
+            rule_cap = outcome.cap_a
+            rule_reason = outcome.reason if outcome.cap_a is not None else None
+            pause_reason = outcome.reason if outcome.pause else None
+            advice = _plan_advice(config, key, conn, charger, mode, now, cfg)
+            if advice is None:
+                at_risk = _deadline_at_risk(config, key, conn, sent, charger, now)
+            else:
+                at_risk = advice.at_risk
+                if advice.next_change is not None:
+                    edges.append(advice.next_change)
+                if not at_risk and pause_reason is None:
+                    if not advice.charge_now:
+                        pause_reason = advice.reason  # hold until the next planned slot
+                    elif advice.cap_a is not None and (rule_cap is None or advice.cap_a < rule_cap):
+                        rule_cap, rule_reason = advice.cap_a, advice.reason
             demands.append(ConnectorDemand(
-                charger_id=key[0], connector_id=key[1], arrived_at=conn.arrived_at or now,
-                mode=outcome.mode_override or mode,
+                charger_id=key[0], connector_id=key[1], arrived_at=conn.arrived_at or now, mode=mode,
                 ev_connected=True, wants_energy=conn.status in _WANTS or conn.transaction_id is not None,
                 phases_in_use=conn.phases_in_use, measured_current_a=conn.measured_current_a,
                 last_limit_a=sent.limit_a if sent else None, last_limit_at=sent.at if sent else None,
                 last_pause_cause=sent.pause_cause if sent else None,
-                rule_cap_a=outcome.cap_a, rule_reason=outcome.reason if outcome.cap_a is not None else None,
-                rule_pause_reason=outcome.reason if outcome.pause else None, deadline_at_risk=at_risk))
-    return Snapshot(site=config.site, demands=tuple(demands), building_loads=tuple(st.loads.values()),
-                    params=cfg.params)
+                rule_cap_a=rule_cap, rule_reason=rule_reason, rule_pause_reason=pause_reason,
+                deadline_at_risk=at_risk))
+    st.clock_edge = min((e for e in edges if e > now), default=None)
+    snapshot = Snapshot(site=config.site, demands=tuple(demands), building_loads=tuple(st.loads.values()),
+                        params=cfg.params, reservations=tuple(reserved.values()))
+    return snapshot, reserved
+
+
+def _plan_advice(config: SiteControlConfig, key: ConnectorKey, conn: ConnState, charger: Charger,
+                 mode: c.ChargingMode, now: datetime, cfg: ControlConfig) -> PlanAdvice | None:
+    """The departure's cheapest-window plan, for a connector whose departure, mode and tariff call
+    for one (``[control] departure_planning``: Eco only by default; never in Boost)."""
+    planning = config.settings.departure_planning
+    if planning is DeparturePlanning.OFF or mode is c.ChargingMode.BOOST:
+        return None
+    if planning is DeparturePlanning.ECO and mode is not c.ChargingMode.ECO:
+        return None
+    departure = config.departures.get(key) or config.departures.get((key[0], 0))
+    tariff = config.tariffs.get(key[0])
+    if departure is None or tariff is None or departure.departure_at <= now:
+        return None
+    needed = departure.needed_wh(conn.soc_pct, conn.delivered_wh)
+    if not needed:
+        return None
+    params = cfg.params
+    connector = charger.connector(key[1])
+    hardware = min(charger.max_current_a, connector.cable_max_a if connector and connector.cable_max_a else
+                   charger.max_current_a)
+    cap = params.mode_policy.mode_cap_a(mode, hardware, params.min_current_a) or hardware
+    return departure_advice(
+        now, departure.departure_at, needed, max_current_a=min(cap, hardware), min_current_a=params.min_current_a,
+        phases=conn.phases_in_use or len(charger.phases), voltage_v=config.site.voltage_v,
+        prices=_prices(tariff, now, departure.departure_at), zone=zone_of(config.timezone))
+
+
+@lru_cache(maxsize=256)
+def _prices_from(tariff: Tariff, hour: datetime, until: datetime) -> tuple[PriceInterval, ...]:
+    return price_intervals(tariff, hour, until)
+
+
+def _prices(tariff: Tariff, now: datetime, until: datetime) -> tuple[PriceInterval, ...]:
+    """The tariff's prices up to the departure, computed once an hour per tariff and departure (a
+    building-load reading decides again; its latency must not pay for the tariff's calendar)."""
+    return _prices_from(tariff, now.replace(minute=0, second=0, microsecond=0), until)
 
 
 def _deadline_at_risk(config: SiteControlConfig, key: ConnectorKey, conn: ConnState, sent: Sent | None,
@@ -346,14 +471,17 @@ def _plugged_in(conn: ConnState) -> bool:
 
 
 def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output]) -> Allocation | None:
-    snapshot = snapshot_of(st, now, cfg)
-    if snapshot is None:
+    assessed = _assess(st, now, cfg)
+    if assessed is None:
         return None
+    snapshot, offline = assessed
     allocation = decide(snapshot, now)
     st.last_decided_at = now
     _fallback_alerts(st, allocation, now, out)
+    _offline_audit(st, offline, allocation, now, out)
     # Connectors no longer in the snapshot (unplugged) forget their limit: the next EV starts afresh.
-    present = {(d.charger_id, d.connector_id) for d in snapshot.demands}
+    # An offline one keeps it: the charger still has it, and it is what it comes back with.
+    present = {(d.charger_id, d.connector_id) for d in snapshot.demands} | offline.keys()
     for key in [k for k in st.sent if k not in present]:
         st.unconfirmed.pop(st.sent.pop(key).command_id, None)
         st.checks.pop(key, None)
@@ -393,6 +521,33 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
         if changes is lowering:
             st.unconfirmed[command_id] = now
     return allocation
+
+
+def _offline_audit(st: SiteControl, offline: dict[ConnectorKey, Reservation], allocation: Allocation,
+                   now: datetime, out: list[Output]) -> None:
+    """One audit line per connector going offline (its share released to the others; nothing is
+    sent to it). Coming back needs no line of its own: the first message re-allocates it, and a
+    change of its limit is audited like any other (a lower one is sent first, as usual)."""
+    gone = {key: r for key, r in offline.items() if key not in st.offline}
+    st.offline = {key: r.current_a for key, r in offline.items()}
+    if not gone:
+        return
+    st.seq += 1
+    decision_id = _decision_id(st.site_id, now, st.seq)
+    inputs = {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
+                                              else round(i.age_s, 3)} for i in allocation.inputs}
+    for key, reservation in sorted(gone.items()):
+        heard = st.heard.get(key[0])
+        inputs_here = {**inputs, f"last_heard:{key[0]}": {
+            "value": heard.isoformat() if heard else None,
+            "age_s": None if heard is None else round((now - heard).total_seconds(), 3)}}
+        previous = st.sent.get(key)
+        st.checks.pop(key, None)  # a silent charger cannot be judged
+        out.append(ControlDecision(
+            ts=now, decision_id=decision_id, site_id=st.site_id, charger_id=key[0], connector_id=key[1],
+            new_limit_a=reservation.current_a, reason=offline_reason(reservation.current_a),
+            site_state=allocation.state.value, old_limit_a=previous.limit_a if previous else None,
+            paused=False, binding="offline", inputs=inputs_here, command_id=None))
 
 
 def _lowers(st: SiteControl, change: ConnectorAllocation) -> bool:

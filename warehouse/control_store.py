@@ -25,7 +25,9 @@ from control.contract import ChargingMode
 from control.modes import ModeChange, ModeChangeResult, validate_mode_change
 from control.rules_config import rules_to_mapping
 from control.site import LimitScope, OperatorLimit, SiteModelError, site_to_mapping
-from control.site_config import Departure, SiteControlConfig, build_config, fingerprint
+from control.site_config import Departure, SiteControlConfig, build_config, fingerprint, settings_to_mapping
+from control.tariffs import Tariff
+from warehouse.tariff_store import load_tariffs
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ def save_site(conn: Connection, site: Mapping[str, Any], *, rules: Sequence[Mapp
         raise ControlConfigError(str(exc)) from exc
     site_id = config.site_id
     name = config.site.name or site_id
+    stored = site_to_mapping(config.site)
+    if site.get("control") is not None:  # the [control] table, normalised; absent stays absent
+        stored["control"] = settings_to_mapping(config.settings)
     with conn.transaction():
         conn.execute(
             """insert into sites (site_id, name, timezone, config, rules, enabled, updated_at, updated_by)
@@ -57,7 +62,7 @@ def save_site(conn: Connection, site: Mapping[str, Any], *, rules: Sequence[Mapp
                    config = excluded.config, rules = excluded.rules, enabled = excluded.enabled,
                    updated_at = now(), updated_by = excluded.updated_by""",
             # Stored normalised (JSON-ready): a hand-written TOML file's times and dates become strings.
-            (site_id, name, timezone, Jsonb(site_to_mapping(config.site)), Jsonb(rules_to_mapping(config.rules)),
+            (site_id, name, timezone, Jsonb(stored), Jsonb(rules_to_mapping(config.rules)),
              enabled, updated_by))
         conn.execute("update chargers set site_id = null, updated_at = now() where site_id = %s"
                      " and not (charger_id = any(%s))", (site_id, list(config.charger_ids)))
@@ -203,9 +208,14 @@ def clear_departure(conn: Connection, charger_id: str, connector_id: int) -> boo
 
 def config_stamp(conn: Connection, now: datetime) -> str:
     """Changes whenever anything :func:`load_site_configs` returns would change (including an
-    operator limit starting or ending by the clock)."""
+    operator limit starting or ending by the clock). Tariffs change rarely: their rows' latest
+    ``updated_at`` and counts (``save_tariff`` touches the tariff's row when it rewrites its
+    versions) are enough, the prices themselves are only read when the stamp moves."""
     row = conn.execute(
         """select (select coalesce(max(updated_at)::text, '') || count(*) from sites),
+                  (select coalesce(max(updated_at)::text, '') || count(*) from tariffs),
+                  (select coalesce(max(updated_at)::text, '') || count(*) from tariff_assignments),
+                  (select count(*) from tariff_versions),
                   (select coalesce(max(updated_at)::text, '') || count(*) from connector_modes),
                   (select coalesce(max(updated_at)::text, '') || count(*) from operator_limits),
                   (select coalesce(max(updated_at)::text, '') || count(*) from departures),
@@ -220,9 +230,26 @@ class LoadedConfigs:
     errors: dict[str, str]  # site id -> why its stored configuration could not be used
 
 
+def tariffs_by_charger(conn: Connection, chargers_by_site: Mapping[str, Sequence[str]]) -> dict[str, Tariff]:
+    """The tariff pricing each charger: its own assignment, else its site's (as costing does)."""
+    rows = conn.execute("select scope_kind, scope_id, tariff_id from tariff_assignments").fetchall()
+    assigned = {(kind, scope): tariff_id for kind, scope, tariff_id in rows}
+    wanted: dict[str, str] = {}
+    for site_id, charger_ids in chargers_by_site.items():
+        for charger_id in charger_ids:
+            tariff_id = assigned.get(("charger", charger_id)) or assigned.get(("site", site_id))
+            if tariff_id is not None:
+                wanted[charger_id] = tariff_id
+    if not wanted:
+        return {}
+    tariffs = load_tariffs(conn, sorted(set(wanted.values())))
+    return {charger_id: tariffs[tid] for charger_id, tid in wanted.items() if tid in tariffs}
+
+
 def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
-    """Every enabled site's configuration with the modes of its chargers and the operator limits
-    in force at ``now``. A site whose stored rows no longer parse is reported in ``errors``."""
+    """Every enabled site's configuration with the modes of its chargers, the operator limits in
+    force at ``now``, the departures and each charger's tariff. A site whose stored rows no longer
+    parse is reported in ``errors``."""
     with conn.cursor(row_factory=dict_row) as cur:
         sites = cur.execute("select * from sites where enabled order by site_id").fetchall()
         modes = cur.execute("select charger_id, connector_id, mode from connector_modes").fetchall()
@@ -237,11 +264,15 @@ def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
     for d in departures:
         leaving.setdefault(d["charger_id"], {})[(d["charger_id"], d["connector_id"])] = Departure(
             d["departure_at"].astimezone(UTC), d["target_soc_pct"], d["battery_wh"], d["energy_wh"])
+    placed = {row["site_id"]: [str(c.get("id")) for c in row["config"].get("chargers", []) if isinstance(c, dict)]
+              for row in sites}
+    tariffs = tariffs_by_charger(conn, placed)
     configs: dict[str, SiteControlConfig] = {}
     errors: dict[str, str] = {}
     for row in sites:
         site_id = row["site_id"]
-        charger_ids = [str(c.get("id")) for c in row["config"].get("chargers", []) if isinstance(c, dict)]
+        charger_ids = placed[site_id]
+        site_tariffs = {cid: tariffs[cid] for cid in charger_ids if cid in tariffs}
         site_modes = {k: v for cid in charger_ids for k, v in by_charger.get(cid, {}).items()}
         site_limits = [lim for lim in limits if lim["site_id"] == site_id]
         site_departures = {k: v for cid in charger_ids for k, v in leaving.get(cid, {}).items()}
@@ -252,10 +283,11 @@ def load_site_configs(conn: Connection, now: datetime) -> LoadedConfigs:
                                       source=lim["source"]) for lim in site_limits]
             version = fingerprint(row["config"], row["rules"], row["timezone"], sorted(site_modes.items()),
                                   [(lim["limit_id"], lim["limit_a"], lim["charger_id"], lim["ends_at"])
-                                   for lim in site_limits], sorted(site_departures.items()))
+                                   for lim in site_limits], sorted(site_departures.items()),
+                                  sorted((cid, repr(t)) for cid, t in site_tariffs.items()))
             configs[site_id] = build_config(site=row["config"], rules=row["rules"], modes=site_modes,
                                             operator_limits=operator, timezone=row["timezone"], version=version,
-                                            departures=site_departures)
+                                            departures=site_departures, tariffs=site_tariffs)
         except ValueError as exc:
             errors[site_id] = str(exc)
     return LoadedConfigs(configs, errors)

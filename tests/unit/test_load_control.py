@@ -230,7 +230,9 @@ def test_rules_cap_by_name() -> None:
     h = Harness()
     h.feed(SiteConfigUpdate(SITE, config(40, rules=[rule])), T0)
     assert limits(h.plug_in("CP-A", T0)) == {"CP-A": 32.0}
-    out = h.tick(T0 + timedelta(hours=1))  # 18:00 UTC: the rule's window opens
+    at = T0 + timedelta(hours=1)
+    h.feed(c.ConnectionEvent("CP-A", at, c.ConnectionKind.HEARTBEAT), at)  # still talking (else: offline)
+    out = h.tick(at)  # 18:00 UTC: the rule's window opens
     assert limits(out) == {"CP-A": 10.0}
     assert [d.reason for d in of(ControlDecision, out)] == ["Limit to 10 A after 18:00"]
 
@@ -271,6 +273,9 @@ def _recorded_day() -> list[tuple[datetime, ControlInput | c.Event]]:
         day.append((at, c.StatusChanged(charger, 1, at, c.ConnectorState.PREPARING)))
         day.append((at, c.TransactionEvent(charger, 1, at, c.TransactionKind.STARTED, tx)))
         end = at + timedelta(hours=hours)
+        for minute in range(2, hours * 60, 2):  # the charger's meter values: it is alive, not offline
+            seen = at + timedelta(minutes=minute)
+            day.append((seen, c.MeterSample(charger, 1, seen, energy_wh=minute * 100.0, received_at=seen)))
         day.append((end, c.TransactionEvent(charger, 1, end, c.TransactionKind.ENDED, tx)))
         day.append((end, c.StatusChanged(charger, 1, end, c.ConnectorState.AVAILABLE)))
     return sorted(day, key=lambda pair: pair[0])
@@ -369,4 +374,5 @@ def test_a_departure_at_risk_gets_priority_until_it_is_safe() -> None:
     h.feed(c.MeterSample("CP-B", 1, at, energy_wh=1_000.0, received_at=at), at)
     later = at + timedelta(minutes=10)
     h.feed(c.MeterSample("CP-B", 1, later, energy_wh=13_500.0, received_at=later), later)
+    h.feed(c.MeterSample("CP-A", 1, later, energy_wh=500.0, received_at=later), later)  # A is alive too
     assert limits(h.tick(later + timedelta(seconds=5))) == {"CP-A": 14.5, "CP-B": 14.5}
