@@ -31,6 +31,7 @@ from warehouse.history import (
     top_chargers,
 )
 from warehouse.queries import NotFoundError
+from warehouse.session_notes import SessionNote, add_note, notes_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,19 @@ class HistoryService:
             self._access.log(who, Permission.EXPORT.value, None, allowed=False, detail=decision.reason)
             raise AccessDenied(decision, Permission.EXPORT, None)
         return allowed
+
+    def notes(self, who: Principal, session_id: str) -> list[SessionNote]:
+        self.detail(who, session_id)  # the same visibility as the session itself
+        with self._access.connection() as conn:
+            return notes_for(conn, session_id)
+
+    def add_note(self, who: Principal, session_id: str, body: str) -> SessionNote:
+        """Anyone who may see a session may annotate it; the note names its author."""
+        self.detail(who, session_id)
+        with self._access.connection() as conn:
+            note = add_note(conn, session_id, who.user_id, body, now=self._access.now())
+        self._access.log(who, "session_note", None, detail=session_id)
+        return note
 
     def report(self, who: Principal, flt: HistoryFilter, *, fleet: bool = False) -> Report:
         """The PDF/CSV report of what the user sees (their own sessions only where that is all they see).

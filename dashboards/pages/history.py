@@ -138,6 +138,21 @@ if session_id:
                           base.mark_line(strokeDash=[4, 3], color="orange").encode(
                               y=alt.Y("current_a:Q", title="A"))).resolve_scale(y="independent")
         st.altair_chart(chart, width="stretch")
+    st.markdown("**Notes**")
+    try:
+        for note in service.notes(user, session_id):
+            st.caption(f"{note.created_at:%Y-%m-%d %H:%M} UTC · {note.author or 'a former user'}")
+            st.write(note.body)
+    except QueryError as exc:
+        ui.error_box("the session's notes", exc)
+    with st.form("hist_note", clear_on_submit=True):
+        text = st.text_area("Add a note", max_chars=2000, key="hist_note_text")
+        if st.form_submit_button("Save note"):
+            try:
+                service.add_note(user, session_id, text)
+                st.rerun()
+            except ValueError as exc:
+                st.error(str(exc))
     if detail.setpoints:
         st.markdown("**Setpoints applied**")
         st.dataframe(pl.DataFrame(detail.setpoints), hide_index=True, width="stretch")

@@ -105,3 +105,28 @@ def test_the_analytics_page_renders_and_builds_the_exports(run_app: Callable[...
     at.button(key="an_prepare").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+
+
+def test_notes_follow_the_sessions_visibility(portal_dsn: str) -> None:
+    access, service = _service(portal_dsn)
+    member, owner = access.principal("demo-member"), access.principal("demo-owner")
+    service.add_note(member, "SIM-0001-1-h1", "  reimbursed by the office  ")
+    assert [(n.author, n.body) for n in service.notes(owner, "SIM-0001-1-h1")] == [
+        ("Max Member", "reimbursed by the office")]
+    with pytest.raises(NotFoundError):
+        service.add_note(member, "SIM-0001-1-h2", "not mine")
+    with pytest.raises(ValueError, match="some text"):
+        service.add_note(owner, "SIM-0001-1-h2", "   ")
+
+
+def test_the_monthly_total_on_screen_is_the_csvs(run_app: Callable[..., AppTest], portal_dsn: str) -> None:
+    at = run_app("owner", page="pages/analytics.py", session={"an_year": 2026})
+    assert not at.exception, at.exception
+    months = at.dataframe[0].value  # the monthly table comes first
+    november = months[months["month"] == "2026-11"]
+    on_screen = float(november["kWh"].iloc[0])
+    access, service = _service(portal_dsn)
+    rows = list(csv.DictReader(io.StringIO(service.report(access.principal("demo-owner"), NOVEMBER).csv()
+                                           .decode("utf-8"))))
+    in_csv = sum(float(r["energy_in_period_wh"]) for r in rows if r["quality"] != "excluded") / 1000
+    assert on_screen == pytest.approx(in_csv) == pytest.approx(20.0)
