@@ -58,7 +58,7 @@ PAGES: Final[tuple[PageSpec, ...]] = (
              frozenset({_S, _OP})),
     PageSpec("Account", "notifications.py", "Notifications", ":material/notifications:", "notifications", _EVERYONE),
     PageSpec("Install", "installer.py", "Installer mode", ":material/construction:", "installer",
-             frozenset({_I, _OP})),
+             frozenset({_I, _S, _OP})),  # support issues the one-time codes there
 )
 
 

@@ -1,0 +1,249 @@
+"""Benchmark of the dashboards' fleet-sized pages: median AppTest render time with 1,000 chargers.
+
+The goal (issue 7, quality bar): "Median page render under 1 s with 1,000 chargers and a year of
+sessions in the warehouse". What runs:
+
+* a throw-away PostgreSQL database (created on ``FLOWBANK_PG_DSN``'s server, migrated, dropped at
+  the end unless ``--keep``) with ``--chargers`` chargers (default 1,000) on ``--sites`` sites
+  (default 20) of the demo organisation ``acme``, each site with an address and coordinates; one
+  live-state row per connector (a tenth of the chargers have two) with a realistic mix of statuses
+  (about 30 % charging, 8 % waiting, 4 % error, 4 % offline, the rest idle); the demo users of
+  ``warehouse.demo_seed`` (the fleet manager manages ``acme``, so sees every charger);
+* ``--days`` days (default 365) of history written directly by SQL: per charger and day one
+  session (``sessions``) with its energy per UTC day (``session_day_energy``), plus today's open
+  sessions of the charging chargers, and a departure per charging connector. This is simpler than
+  ``flowbank history generate`` (no meter samples, no lake) but has the row counts and indexes the
+  pages' queries touch;
+* then, in this process, Streamlit's ``AppTest`` (no browser) signed in as the fleet manager:
+  ``--runs`` fresh sessions (default 5, after one uncounted warm-up round), each opening every
+  page in turn. Timed per page: the open (``switch_page(...).run()``: the whole script as
+  Streamlit runs it -- the user's roles, the sidebar's location context over every visible
+  charger, and the page) and a rerun of it (``run()``: what a click or a refresh costs). The pool
+  and other ``st.cache_resource`` objects are shared, as in one Streamlit server process.
+
+Reported: median and max per page, the machine and its load average. AppTest excludes the
+browser (websocket, React rendering): it measures the server's share of a page view.
+
+Usage::
+
+    .venv/bin/python bench/dashboard_bench.py                   # 1,000 chargers, a year, 5 runs per page
+    .venv/bin/python bench/dashboard_bench.py --chargers 200 --days 30 --runs 3 --pages fleet.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from pipeline_bench import machine  # noqa: E402
+
+from flowbank.config import read_settings  # noqa: E402
+from warehouse import control_store  # noqa: E402
+from warehouse.demo_seed import DEMO_ORG, DEMO_USERS, seed_demo_access  # noqa: E402
+from warehouse.migrate import apply_migrations  # noqa: E402
+
+APP = str(ROOT / "dashboards" / "app.py")
+DEFAULT_PAGES = ("fleet.py", "locations.py", "live.py", "bulk.py", "fleet_schedule.py")
+DEFAULT_PAGE = "live.py"
+
+
+def create_database(admin_dsn: str) -> tuple[str, str]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"flowbank_dashbench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
+    apply_migrations(dsn)
+    return name, dsn
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    statement = sql.SQL("drop database if exists {}").format(sql.Identifier(name))
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
+        for _ in range(50):
+            try:
+                conn.execute(statement)
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.2)
+
+
+def seed(dsn: str, *, chargers: int, sites: int, days: int, now: datetime) -> dict[str, int]:
+    per_site = -(-chargers // sites)
+    ids = [f"FB-{i:05d}" for i in range(1, chargers + 1)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for s in range(sites):
+            site_id = f"site-{s + 1:02d}"
+            members = ids[s * per_site:(s + 1) * per_site]
+            if not members:
+                break
+            control_store.save_site(conn, {
+                "site_id": site_id, "name": f"Depot {s + 1:02d}",
+                "circuits": [{"id": "main", "limit_a": 400, "name": "Main breaker"}],
+                "chargers": [{"id": cid, "circuit": "main", "max_current_a": 32, "phases": ["L1", "L2", "L3"],
+                              "connectors": [{"id": 1}]} for cid in members]}, updated_by="bench")
+            conn.execute(
+                "insert into chargers (charger_id, site_id, display_name, vendor, model, serial_number,"
+                " firmware_version, ocpp_version, cost_centre)"
+                " select cid, %s, 'Bay ' || n, 'FlowSim', case when n %% 3 = 0 then 'AC7' else 'AC22' end,"
+                " 'SN-' || cid, '1.4.2', '1.6', 'CC-' || ((n - 1) %% 5 + 1)"
+                " from unnest(%s::text[]) with ordinality as t(cid, n)", (site_id, members))
+        seed_demo_access(conn, charger_ids=ids[:2], site_id=None, now=now)
+        conn.execute("update sites set org_id = %s, address = site_id || ', Depot Road', latitude = 52.0 +"
+                     " (substr(site_id, 6)::int %% 5) * 0.1, longitude = 5.0 + (substr(site_id, 6)::int / 5) * 0.1",
+                     (DEMO_ORG,))
+        # Statuses by a hash of the id: ~30 % charging, 8 % waiting, 4 % error, 4 % offline, the rest idle.
+        conn.execute("""
+            with c as (select charger_id, abs(hashtext(charger_id)) %% 100 as h from chargers),
+            k as (select charger_id, h, gs as connector_id from c, generate_series(1, case when h %% 10 = 0
+                  then 2 else 1 end) gs)
+            insert into live_state (charger_id, connector_id, status, updated_at, last_seen_at, power_w, current_a,
+                                    session_id, session_started_at, session_energy_wh, soc_pct, error_code, online)
+            select charger_id, connector_id,
+                   case when h < 30 then 'Charging' when h < 38 then 'Waiting for vehicle' when h < 42 then 'Error'
+                        when h < 46 then 'Offline' else 'Idle' end,
+                   %(now)s, %(now)s - make_interval(secs => h * 7),
+                   case when h < 30 then 7000 + h * 100 else 0 end, case when h < 30 then 16 else 0 end,
+                   case when h < 38 then charger_id || '-' || connector_id || '-live' end,
+                   case when h < 38 then %(now)s - interval '2 hours' end,
+                   case when h < 38 then 9000 + h * 10 end, case when h < 30 then 40 + h end,
+                   case when h between 38 and 41 then 'GroundFailure' end, not (h between 42 and 45)
+            from k""", {"now": now})
+        start_day = (now - timedelta(days=days)).date()
+        conn.execute("""
+            insert into sessions (session_id, charger_id, connector_id, transaction_id, site_id, state, revision,
+                                  started_at, ended_at, energy_wh, id_tag, duration_s, charging_s)
+            select c.charger_id || '-' || d::date, c.charger_id, 1, 'tx', c.site_id, 'completed', 1,
+                   d + interval '17 hours' + make_interval(mins => abs(hashtext(c.charger_id)) %% 120),
+                   d + interval '21 hours', 8000 + abs(hashtext(c.charger_id || d::text)) %% 20000, 'TAG-' ||
+                   substr(c.charger_id, 4), 14400, 10800
+            from chargers c, generate_series(%s::date, %s::date - 1, interval '1 day') d""",
+                     (start_day, now.date()))
+        conn.execute("""
+            insert into session_day_energy (session_id, charger_id, day, energy_wh, revision)
+            select session_id, charger_id, started_at::date, energy_wh, 1 from sessions""")
+        conn.execute("""
+            insert into sessions (session_id, charger_id, connector_id, transaction_id, site_id, state, revision,
+                                  started_at, energy_wh)
+            select l.session_id, l.charger_id, l.connector_id, 'tx-live', c.site_id, 'active', 1,
+                   l.session_started_at, l.session_energy_wh
+            from live_state l join chargers c using (charger_id) where l.session_id is not null""")
+        conn.execute("""
+            insert into session_day_energy (session_id, charger_id, day, energy_wh, revision)
+            select session_id, charger_id, %s, energy_wh, 1 from sessions where state = 'active'""", (now.date(),))
+        conn.execute("""
+            insert into departures (charger_id, connector_id, departure_at, energy_wh, set_by)
+            select charger_id, connector_id, %s + make_interval(mins => 60 + abs(hashtext(charger_id)) %% 600),
+                   20000, 'bench' from live_state where status = 'Charging'""", (now,))
+        conn.execute("analyze")
+        counts = {t: int(conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(t))).fetchone()[0])
+                  for t in ("chargers", "sites", "live_state", "sessions", "session_day_energy", "departures")}
+    return counts
+
+
+def measure(pages: list[str], runs: int, email: str) -> dict[str, dict[str, float]]:
+    from streamlit.testing.v1 import AppTest
+
+    user = {"is_logged_in": True, "email": email, "name": "Bench", "sub": "bench-fleet", "iss": "http://bench"}
+    pages = [p for p in pages if (ROOT / "dashboards" / "pages" / p).exists()]
+    first: dict[str, list[float]] = {p: [] for p in pages}
+    again: dict[str, list[float]] = {p: [] for p in pages}
+    for i in range(runs + 1):  # the first round warms imports and cached resources: not counted
+        at = AppTest.from_file(APP, default_timeout=600)
+        at.user = user
+        # The fleet manager's default page is live.py (the first in dashboards/nav.py): AppTest needs
+        # one run through st.navigation before switch_page, and that run is live.py's open.
+        t0 = time.perf_counter()
+        at.run()
+        opened = time.perf_counter() - t0
+        if at.exception:
+            raise RuntimeError(f"the app failed on its default page: {at.exception[0].message}")
+        if DEFAULT_PAGE in first:
+            t0 = time.perf_counter()
+            at.run()
+            if i > 0:
+                first[DEFAULT_PAGE].append(opened)
+                again[DEFAULT_PAGE].append(time.perf_counter() - t0)
+        print(f"  round {i}: default page {opened:.2f} s", flush=True)
+        for page in pages:
+            if page == DEFAULT_PAGE:
+                continue
+            t0 = time.perf_counter()
+            at.switch_page(f"pages/{page}").run()
+            opened = time.perf_counter() - t0
+            if at.exception:
+                raise RuntimeError(f"{page}: {at.exception[0].message}")
+            t0 = time.perf_counter()
+            at.run()
+            rerun = time.perf_counter() - t0
+            if i > 0:
+                first[page].append(opened)
+                again[page].append(rerun)
+    out: dict[str, dict[str, float]] = {}
+    for page in pages:
+        out[page] = r = {"open_median_s": statistics.median(first[page]), "open_max_s": max(first[page]),
+                         "rerun_median_s": statistics.median(again[page]), "rerun_max_s": max(again[page])}
+        print(f"  {page:20s} open: median {r['open_median_s']:.3f} s (max {r['open_max_s']:.3f}); "
+              f"rerun: median {r['rerun_median_s']:.3f} s (max {r['rerun_max_s']:.3f})", flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chargers", type=int, default=1000)
+    parser.add_argument("--sites", type=int, default=20)
+    parser.add_argument("--days", type=int, default=365, help="days of session history (default 365)")
+    parser.add_argument("--runs", type=int, default=5, help="fresh sessions per page (default 5)")
+    parser.add_argument("--pages", default=",".join(DEFAULT_PAGES), help="pages under dashboards/pages/")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    args = parser.parse_args()
+
+    admin = read_settings().pg_dsn.reveal()
+    name, dsn = create_database(admin)
+    print(f"database {name}; {machine()}", flush=True)
+    try:
+        t0 = time.perf_counter()
+        counts = seed(dsn, chargers=args.chargers, sites=args.sites, days=args.days, now=datetime.now(UTC))
+        print(f"seeded in {time.perf_counter() - t0:.1f} s: {counts}", flush=True)
+        os.environ["FLOWBANK_PG_DSN"] = dsn
+        fleet = next(u.email for u in DEMO_USERS if u.role.value == "fleet_manager")
+        load_before = os.getloadavg()
+        figures = measure([p.strip() for p in args.pages.split(",") if p.strip()], args.runs, fleet)
+        result: dict[str, Any] = {"machine": machine(), "counts": counts, "runs": args.runs,
+                                  "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "pages": figures}
+        print(f"load average before {load_before[0]:.2f}, after {result['loadavg_after'][0]:.2f}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2))
+    finally:
+        import streamlit as st
+
+        from dashboards import runtime
+
+        try:
+            runtime.pool().close()
+        finally:
+            st.cache_resource.clear()
+        if not args.keep:
+            drop_database(admin, name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
