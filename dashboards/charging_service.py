@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from control.access import Permission
+from control.access import ChargerRef, Permission, decide
 from control.contract import ChargingMode, JsonScalar
 from control.modes import EtaEstimate, ModeChangeResult, ModePolicy, estimate_eta
 from control.records import LiveStatus
@@ -155,9 +155,9 @@ def mode_etas(row: ConnectorRow, *, now: datetime, battery_wh: float | None = No
 # --------------------------------------------------------------------------- reads
 
 
-def _allowed(access: Access, who: Principal, charger_id: str) -> Allowed:
+def _allowed(who: Principal, ref: ChargerRef) -> Allowed:
     def may(p: Permission) -> bool:
-        return access.check(who, p, charger_id).allowed
+        return decide(who.grants, p, ref).allowed
 
     return Allowed(may(Permission.START_STOP), may(Permission.PAUSE_RESUME), may(Permission.LOCK),
                    may(Permission.SET_MODE), may(Permission.BOOST))
@@ -165,13 +165,13 @@ def _allowed(access: Access, who: Principal, charger_id: str) -> Allowed:
 
 def live_cards(who: Principal, access: Access, charger_ids: Sequence[str], *, now: datetime) -> list[ConnectorCard]:
     """A card per connector of the requested chargers the user may see (others are left out)."""
-    visible = set(access.visible_ids(who))
-    wanted = [cid for cid in charger_ids if cid in visible]
+    refs = {ref.charger_id: ref for ref in access.visible(who, charger_ids=list(charger_ids))}
+    wanted = [cid for cid in charger_ids if cid in refs]
     with access.connection() as conn:
         rows = charging_store.connector_rows(conn, wanted)
         sites = sorted({r.site_id for r in rows if r.site_id})
         limits = charging_store.operator_limits_in_force(conn, sites, now)
-    allowed = {cid: _allowed(access, who, cid) for cid in {r.charger_id for r in rows}}
+    allowed = {cid: _allowed(who, refs[cid]) for cid in {r.charger_id for r in rows}}
     return [ConnectorCard(row, effective_status(row), allowed[row.charger_id], constraint_banners(row, limits),
                           tuple(lim for lim in limits if lim.site_id == row.site_id
                                 and lim.charger_id in (None, row.charger_id)))

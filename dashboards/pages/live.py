@@ -147,9 +147,8 @@ def _card(who: Principal, card: svc.ConnectorCard, now: datetime, expanded: bool
 
 
 @st.fragment(run_every="2s")
-def live_cards() -> None:
+def live_cards(charger_ids: list[str]) -> None:
     now = _now()
-    charger_ids = [c.charger_id for c in ctx.chargers]
     try:
         cards = svc.live_cards(user, runtime.access(), charger_ids, now=now)
     except QueryError as exc:
@@ -166,4 +165,16 @@ def live_cards() -> None:
         _card(user, card, now, expanded=card.row.charger_id == active)
 
 
-live_cards()
+PER_PAGE = 12  # live cards are rich (widgets, a fragment rerun every 2 s): a fleet is paged
+ordered = [c.charger_id for c in ctx.chargers]
+if ctx.charger is not None and ctx.charger.charger_id in ordered:  # the active charger first
+    ordered.remove(ctx.charger.charger_id)
+    ordered.insert(0, ctx.charger.charger_id)
+if len(ordered) > PER_PAGE:
+    pages = (len(ordered) + PER_PAGE - 1) // PER_PAGE
+    p1, p2 = st.columns([1, 3])
+    page = p1.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="live_page")
+    p2.caption(f"{len(ordered):,} chargers here, {PER_PAGE} per page (the active charger first). "
+               "The Fleet overview shows all of them in one grid.")
+    ordered = ordered[(int(page) - 1) * PER_PAGE:int(page) * PER_PAGE]
+live_cards(ordered)
