@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -40,3 +41,15 @@ def fresh_database(admin_dsn: str, prefix: str = "flowbank_test") -> Iterator[st
         yield dsn
     finally:
         drop_database(admin_dsn, name)
+
+
+class Db:
+    """``dashboards.access.Database`` for tests: a new connection per block, committed at its end."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(self.dsn) as conn:
+            yield conn

@@ -24,11 +24,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from control.alerts import PIPELINE_ACTOR, AlertChange
 from control.contract import AlertState, Severity
-from warehouse.queries import NotFoundError, QueryError, WarehouseUnavailableError
+from warehouse.queries import NotFoundError, QueryError, WarehouseUnavailableError, fetch_dicts
 from warehouse.tsdb_writer import PermanentWriteError, RetryableWriteError
 
 Connection = psycopg.Connection[Any]
@@ -262,15 +261,7 @@ def _act(conn: Connection, alert_id: str, user: str, note: str | None, now: date
 # --------------------------------------------------------------------------- helpers
 
 
-def _fetch(conn: Connection, what: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query.encode(), params)
-            return cur.fetchall()
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise WarehouseUnavailableError(f"reading {what}: the warehouse is unavailable: {exc}") from exc
-    except psycopg.Error as exc:
-        raise QueryError(f"reading {what} failed: {exc}") from exc
+_fetch = fetch_dicts
 
 
 def _alert_row(r: dict[str, Any]) -> AlertRow:

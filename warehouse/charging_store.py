@@ -13,24 +13,15 @@ from datetime import datetime, time
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from control.contract import ChargingMode
 from control.records import LiveState, LiveStatus
-from warehouse.queries import QueryError, WarehouseUnavailableError
+from warehouse.queries import fetch_dicts
 
 Connection = psycopg.Connection[Any]
 
 
-def _fetch(conn: Connection, what: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(query.encode(), params)
-            return cur.fetchall()
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise WarehouseUnavailableError(f"reading {what}: the warehouse is unavailable: {exc}") from exc
-    except psycopg.Error as exc:
-        raise QueryError(f"reading {what} failed: {exc}") from exc
+_fetch = fetch_dicts
 
 
 # --------------------------------------------------------------------------- connectors

@@ -64,7 +64,7 @@ class StoredDeadLetter:
     received_at: datetime
 
 
-def _fetch(conn: Connection, what: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def fetch_dicts(conn: Connection, what: str, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         # A transaction (or a savepoint inside the caller's): a failed query leaves a long-lived
         # connection usable instead of stuck in "current transaction is aborted".
@@ -75,6 +75,9 @@ def _fetch(conn: Connection, what: str, query: str, params: dict[str, Any]) -> l
         raise WarehouseUnavailableError(f"reading {what}: the warehouse is unavailable: {exc}") from exc
     except psycopg.Error as exc:
         raise QueryError(f"reading {what} failed: {exc}") from exc
+
+
+_fetch = fetch_dicts  # the module's own short name
 
 
 def _flag(value: str) -> QualityFlag:

@@ -4,14 +4,13 @@ plus a command sender that answers like a charger would (no MQTT, no bridge)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import psycopg
+from dbutil import Db
 from portal_fixtures import NOW
-from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from control.contract import CommandOutcome, JsonScalar
@@ -29,16 +28,6 @@ ALERTS = (
     ("al-done", "session_completed", "info", 90, "Bay 1: session completed, 12.4 kWh", "resolved", "SIM-0001",
      "session_completed|SIM-0001|1"),
 )
-
-
-class Db:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with psycopg.connect(self.dsn) as conn:
-            yield conn
 
 
 def make_access(dsn: str) -> Access:

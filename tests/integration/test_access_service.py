@@ -4,28 +4,16 @@ dashboards/access.py)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
+from dbutil import Db as _Db
 from portal_fixtures import CHARGERS, NOW
-from psycopg import Connection
 
 from control.access import Permission
 from dashboards.access import Access, AccessDenied
 
 pytestmark = pytest.mark.integration
-
-
-class _Db:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with psycopg.connect(self.dsn) as conn:
-            yield conn
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from dbutil import Db as _Db
 from streamlit.testing.v1 import AppTest
-from test_access_service import _Db
 
 from control.access import Permission
 from control.settings import Settings

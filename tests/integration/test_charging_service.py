@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import time, timedelta
 
 import psycopg
 import pytest
+from dbutil import Db as _Db
 from portal_fixtures import EMAIL, NOW
-from psycopg import Connection
 
 from control.contract import JsonScalar
 from control.modes import ModeChangeStatus
@@ -22,16 +21,6 @@ from warehouse import control_store
 from warehouse.command_api import Action, CommandReply, ReplyState, Target
 
 pytestmark = pytest.mark.integration
-
-
-class _Db:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with psycopg.connect(self.dsn) as conn:
-            yield conn
 
 
 class FakeCommands:

@@ -128,3 +128,26 @@ def test_the_owner_stops_a_session_and_switches_to_eco_in_the_browser(
                              ("device", "V2G", "owner-device")):
         _open(browser, dashboards.app_url, path, text)
         _shot(browser, name, tmp_path)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("role", "pages"), [
+    ("owner", ["history", "analytics", "sharing", "notifications"]),
+    ("fleet_manager", ["fleet", "bulk", "fleet-schedule", "locations"]),
+    ("support", ["alerts", "timeline", "troubleshoot", "sql"]),
+])
+def test_every_main_page_renders_in_the_browser(stack: tuple[str, DashboardStack], browser: Browser,
+                                                tmp_path: Path, role: str, pages: list[str]) -> None:
+    _, dashboards = stack
+    sign_in(browser, dashboards.app_url, demo_user(role).sub)
+    for path in pages:
+        browser.navigate(f"{dashboards.app_url}/{path}")
+        wait_streamlit_idle(browser)
+        browser.wait_until("document.querySelectorAll('[data-testid=\"stHeading\"] h1').length > 0",
+                           timeout_s=60, what=f"the {path} page's heading")
+        wait_streamlit_idle(browser)
+        text = browser.text()
+        assert browser.count('[data-testid="stException"]') == 0, f"{path}: {text[:2000]}"
+        assert "Page not found" not in text, path
+        assert "Could not load" not in text, f"{path}: {text[:2000]}"
+        _shot(browser, f"{role.replace('_', '-')}-{path}", tmp_path)

@@ -4,14 +4,13 @@ directly as each kind of user (no Streamlit): every read scoped, every action ch
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import psycopg
 import pytest
+from dbutil import Db as _Db
 from portal_fixtures import CHARGERS, NOW
-from psycopg import Connection
 
 from control.access import Role
 from control.contract import CommandOutcome, JsonScalar
@@ -23,16 +22,6 @@ from warehouse import access_store, control_store
 from warehouse.command_api import Action, CommandReply, ReplyState, Target
 
 pytestmark = pytest.mark.integration
-
-
-class _Db:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with psycopg.connect(self.dsn) as conn:
-            yield conn
 
 
 class FakeCommands:

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+from dbutil import Db as _Db
 from streamlit.testing.v1 import AppTest
-from test_access_service import _Db
 
 from dashboards.access import Access, AccessDenied
 from dashboards.history_service import HistoryService

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from dbutil import Db as _Db
 from streamlit.testing.v1 import AppTest
-from test_access_service import _Db
 
 from dashboards.access import Access, AccessDenied
 from dashboards.notification_service import NotificationError, NotificationService

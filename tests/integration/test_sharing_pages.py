@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 
-import psycopg
 import pytest
+from dbutil import Db as _Db
 from portal_fixtures import EMAIL
-from psycopg import Connection
 from streamlit.testing.v1 import AppTest
 
 from dashboards.access import Access
@@ -20,16 +18,6 @@ from flowbank.config import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 INVITE_PAGE = str(PROJECT_ROOT / "dashboards" / "pages" / "invite.py")
-
-
-class _Db:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with psycopg.connect(self.dsn) as conn:
-            yield conn
 
 
 def _service(dsn: str) -> tuple[Access, SharingService]:

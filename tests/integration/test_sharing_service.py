@@ -8,14 +8,13 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
+from dbutil import Db as _Db
 from portal_fixtures import NOW
 from psycopg import Connection
 
@@ -37,16 +36,6 @@ pytestmark = pytest.mark.integration
 
 BASE_URL = "http://dash.test:8501"
 _SEEDS = itertools.count(1)  # token randomness, unique across the module's tests (one database)
-
-
-class _Db:
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        with psycopg.connect(self.dsn) as conn:
-            yield conn
 
 
 class _Clock:
