@@ -110,7 +110,7 @@ def run_platform(settings: Settings, args: argparse.Namespace) -> int:
         Child("pipeline", _flowbank("pipeline")),
         Child("bridge", _flowbank("bridge")),
         Child("files", _flowbank("files")),  # diagnostics uploads from chargers (support console)
-        Child("maintenance", _flowbank("maintain", "--every", "3600")),
+        Child("maintenance", _flowbank("maintain", "--every", "900")),  # retention, costs of recent sessions
         Child("data-quality", _flowbank("dq", "--every", "900")),
         Child("notifier", _flowbank("notify")),
     ]

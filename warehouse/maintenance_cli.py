@@ -14,8 +14,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+import psycopg
+
 from control.settings import Settings
 from warehouse.retention import RetentionError, apply_retention
+from warehouse.sql_cli import one_line
+from warehouse.tariff_store import compute_costs
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,8 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-keep-days", type=int, default=400,
                         help="days of raw meter samples to keep (sessions and daily energy are kept for good)")
+    parser.add_argument("--cost-days", type=int, default=3,
+                        help="cost the sessions started in the last DAYS (tariffs; 0 = do not cost)")
     parser.add_argument("--every", type=float, metavar="SECONDS",
                         help="repeat every SECONDS until stopped (default: run once)")
 
@@ -50,5 +56,22 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(f"flowbank maintain: {exc}", flush=True)
             if not args.every:
                 return 1
+        if args.cost_days > 0:
+            try:
+                costed = _cost_recent(settings, timedelta(days=args.cost_days), datetime.now(UTC))
+                print(f"costs: {costed} session(s) costed", flush=True)
+            except psycopg.Error as exc:
+                print(f"flowbank maintain: costing failed: {one_line(exc)}", flush=True)
+                if not args.every:
+                    return 1
         if not args.every or stop.wait(args.every):
             return 0
+
+
+def _cost_recent(settings: Settings, window: timedelta, now: datetime) -> int:
+    """Cost (again) the closed sessions started within ``window``: a session closes after it
+    started, and a tariff may change, so the window is re-costed each time. The analytics lake
+    is the pipeline's to write; its cost views catch up on ``flowbank report costs``."""
+    with psycopg.connect(settings.pg_dsn.reveal(), connect_timeout=10) as conn:
+        run = compute_costs(conn, now - window, now, now=now)
+    return run.sessions
