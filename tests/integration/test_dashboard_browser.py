@@ -11,6 +11,7 @@ docs/dashboards.md), else to the test's temporary directory.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ PASSWORD = "browser-e2e-password-1"
 SITE = "web-site"
 PREFIX = "WEB-"
 CHARGERS = [f"{PREFIX}{i:04d}" for i in (1, 2)]
+FAULTY = f"{PREFIX}0003"  # a third charger with hardware faults: the support pages have live alerts
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +44,12 @@ def stack(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     workdir = tmp_path_factory.mktemp("browser-e2e")
     with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_web") as dsn, \
             PrivateBroker(workdir / "broker") as broker:
-        register_chargers(dsn, CHARGERS, PASSWORD, site_id=SITE, scrypt_n=2**11)
+        register_chargers(dsn, [*CHARGERS, FAULTY], PASSWORD, site_id=SITE, scrypt_n=2**11)
         with psycopg.connect(dsn, autocommit=True) as conn:
             control_store.save_site(conn, {
                 "site_id": SITE, "name": "Home and driveway",
                 "circuits": [{"id": "main", "limit_a": 63, "name": "Main breaker"}],
-                "chargers": [{"id": cid, "circuit": "main", "max_current_a": 32} for cid in CHARGERS],
+                "chargers": [{"id": cid, "circuit": "main", "max_current_a": 32} for cid in [*CHARGERS, FAULTY]],
             }, updated_by="test")
             seed_demo_access(conn, charger_ids=CHARGERS, site_id=SITE, now=datetime.now(UTC))
         with Platform(dsn, broker.endpoint, workdir / "platform", PREFIX, broker=broker) as platform:
@@ -58,6 +60,12 @@ def stack(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
                 "--two-connector-fraction", "0", "--v201-fraction", "0", "--seed", "3", "--speed", "1",
                 "--meter-interval", "1", "--first-arrival-max", "2", "--dwell-min", "900", "--dwell-max", "1200",
                 "--sessions", "1", "--reaction-delay", "0.3", "--ramp", "5", "--duration", "400",
+            ], password=PASSWORD)
+            platform.start_simulator("faulty", [
+                "--chargers", "1", "--id-prefix", PREFIX, "--first-index", "3", "--dc", "0", "--v201-fraction", "0",
+                "--two-connector-fraction", "0", "--seed", "4", "--speed", "1", "--first-arrival-max", "1000",
+                "--error-rate", "240", "--error-mean", "900", "--error-codes", "GroundFailure,HighTemperature",
+                "--duration", "400",
             ], password=PASSWORD)
             wait_until(lambda: _statuses(dsn) == {"Charging"}, timeout=90, what="both EVs charging")
             env = {**os.environ, "FLOWBANK_PG_DSN": dsn, "FLOWBANK_MQTT_URL": mqtt_url(broker.endpoint),
@@ -85,7 +93,14 @@ def _shots() -> Path | None:
     return Path(where) if where else None
 
 
+_DRAWN = ("Array.from(document.querySelectorAll('[data-testid=\"stDataFrame\"]'))"
+          ".every(d => d.querySelector('canvas, table'))"
+          " && Array.from(document.querySelectorAll('.vega-embed')).every(v => v.querySelector('canvas, svg'))")
+
+
 def _shot(browser: Browser, name: str, tmp_path: Path) -> None:
+    browser.wait_until(_DRAWN, timeout_s=30, what="grids and charts drawn")
+    time.sleep(1.0)  # the grid paints its cells a moment after its canvas appears
     target = (_shots() or tmp_path) / f"{name}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     browser.screenshot(target)
