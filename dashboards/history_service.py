@@ -27,6 +27,7 @@ from warehouse.history import (
     excluded_sessions,
     history_list,
     session_detail,
+    summaries_sql,
     summarize,
     top_chargers,
 )
@@ -56,6 +57,29 @@ class Overview:
     excluded: pl.DataFrame
     top: pl.DataFrame
     daily: pl.DataFrame
+
+
+def _merge(totals: list[PeriodTotal]) -> list[PeriodTotal]:
+    """One PeriodTotal per period: the sums of ``totals`` (from disjoint sets of sessions)."""
+    out: dict[date | None, PeriodTotal] = {}
+    for t in totals:
+        o = out.get(t.period)
+        if o is None:
+            out[t.period] = t
+            continue
+        costs = dict(o.costs)
+        for cur, (net, vat) in t.costs.items():
+            n0, v0 = costs.get(cur, (0, 0))
+            costs[cur] = (n0 + net, v0 + vat)
+        out[t.period] = PeriodTotal(t.period, o.energy_wh + t.energy_wh, o.sessions + t.sessions,
+                                    o.excluded_sessions + t.excluded_sessions, costs,
+                                    o.no_tariff_sessions + t.no_tariff_sessions,
+                                    o.uncosted_sessions + t.uncosted_sessions)
+    return [out[k] for k in sorted(out, key=lambda d: d or date.min)]
+
+
+def _merge_by_period(parts: list[list[PeriodTotal]]) -> list[PeriodTotal]:
+    return _merge([t for part in parts for t in part])
 
 
 class HistoryService:
@@ -92,6 +116,34 @@ class HistoryService:
             daily = daily_energy(conn, history, flt)
         total = totals[0] if totals else PeriodTotal(None, 0.0, 0, 0)
         return Overview(history, periods, total, excluded_sessions(history), top_chargers(history), daily)
+
+    def summaries(self, who: Principal, flt: HistoryFilter, *,
+                  by: Literal["month", "year"] = "month") -> Overview:
+        """The figures of :meth:`overview` without the session list, summed by the database (a
+        fleet's year in well under a second); ``history`` and ``daily`` are left empty."""
+        scope = self.scope(who, charger_ids=flt.charger_ids)
+        parts = []
+        if scope.every_session:
+            parts.append((scope.every_session, flt))
+        if scope.own_sessions:
+            parts.append((scope.own_sessions, replace(flt, user_ids=(who.user_id,))))
+        periods: list[list[PeriodTotal]] = []
+        totals: list[list[PeriodTotal]] = []
+        tops, excluded = [], []
+        with self._access.connection() as conn:
+            for ids, part in parts:
+                found = summaries_sql(conn, ids, part, by)
+                periods.append(found.periods)
+                totals.append([found.total])
+                tops.append(found.top)
+                excluded.append(found.excluded)
+        merged_total = _merge([t for ts in totals for t in ts])
+        return Overview(pl.DataFrame(schema=LIST_SCHEMA), _merge_by_period(periods),
+                        merged_total[0] if merged_total else PeriodTotal(None, 0.0, 0, 0),
+                        pl.concat(excluded) if excluded else excluded_sessions(pl.DataFrame(schema=LIST_SCHEMA)),
+                        pl.concat(tops).sort("energy_wh", "charger_id", descending=[True, False]).head(10)
+                        if tops else top_chargers(pl.DataFrame(schema=LIST_SCHEMA)),
+                        pl.DataFrame())
 
     def detail(self, who: Principal, session_id: str) -> SessionDetail:
         """One session, if the user may see it; NotFoundError otherwise (same answer either way)."""

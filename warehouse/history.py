@@ -344,3 +344,121 @@ def session_detail(conn: Connection, scope: Sequence[str], session_id: str) -> S
         setpoints=setpoints, error_codes=errors, quality_reasons=tuple(FLAG_DESCRIPTIONS[f] for f in flags),
         costs={c["currency"]: (int(c["net_nano"]), int(c["vat_nano"])) for c in costs if c["currency"]},
         cost_status=status, cost_message=ADD_TARIFF_MESSAGE if status == "no_tariff" else None)
+
+
+# --------------------------------------------------------------------------- summaries in SQL
+# The same figures as summarize() / top_chargers() / excluded_sessions() over history_list(), but
+# aggregated by PostgreSQL from the same filtered sessions (the `base` of _base), so a year of a
+# 1,000-charger fleet is summed where it lies instead of listed into Python first.
+
+_TRUNC: Final = {"month": "date_trunc('month', {c})::date", "year": "date_trunc('year', {c})::date",
+                 "all": "null::date"}
+
+
+def summarize_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter,
+                  by: Literal["month", "year", "all"], *, base: tuple[str, dict[str, Any]] | None = None
+                  ) -> list[PeriodTotal]:
+    """:func:`summarize` of :func:`history_list` ``(conn, scope, flt)``, computed in the database."""
+    base_sql, params = base or _base(conn, scope, flt)
+    day, start = _TRUNC[by].format(c="d.day"), _TRUNC[by].format(c="(b.started_at at time zone 'UTC')::date")
+    energy = _fetch(conn, "period energy", f"""{base_sql}
+        select {day} as period, sum(d.energy_wh) as energy_wh, count(distinct d.session_id) as sessions
+        from session_day_energy d join base b using (session_id)
+        where not b.excluded and d.day between %(first)s and %(last)s and d.charger_id = any(%(scope)s)
+        group by 1 order by 1""", params)  # noqa: S608 - fixed text
+    costs = _fetch(conn, "period costs", f"""{base_sql}
+        select {day} as period, d.currency, sum(d.net_nano)::bigint as net_nano, sum(d.vat_nano)::bigint as vat_nano,
+               count(distinct d.session_id) filter (where d.status = 'no_tariff') as no_tariff
+        from session_costs d join base b using (session_id)
+        where not b.excluded and d.day between %(first)s and %(last)s and d.charger_id = any(%(scope)s)
+        group by 1, 2""", params)  # noqa: S608 - fixed text
+    counts = _fetch(conn, "excluded and uncosted sessions", f"""{base_sql}
+        select {start} as period, count(*) filter (where b.excluded) as excluded,
+               count(*) filter (where not b.excluded and not exists (
+                   select 1 from session_costs k where k.session_id = b.session_id
+                     and k.day between %(first)s::date - 31 and %(last)s::date + 31)) as uncosted
+        from base b group by 1""", params)  # noqa: S608 - fixed text
+    out: dict[date | None, PeriodTotal] = {}
+    for row in energy:
+        out[row["period"]] = PeriodTotal(row["period"], float(row["energy_wh"]), int(row["sessions"]), 0)
+    for row in costs:
+        total = out.get(row["period"]) or PeriodTotal(row["period"], 0.0, 0, 0)
+        money_by = dict(total.costs)
+        if row["currency"] is not None:
+            money_by[row["currency"]] = (int(row["net_nano"] or 0), int(row["vat_nano"] or 0))
+        out[row["period"]] = PeriodTotal(total.period, total.energy_wh, total.sessions, 0, money_by,
+                                         total.no_tariff_sessions + int(row["no_tariff"]))
+    for row in counts:
+        if not (row["excluded"] or row["uncosted"]):
+            continue
+        total = out.get(row["period"]) or PeriodTotal(row["period"], 0.0, 0, 0)
+        out[row["period"]] = PeriodTotal(total.period, total.energy_wh, total.sessions,
+                                         total.excluded_sessions + int(row["excluded"]), total.costs,
+                                         total.no_tariff_sessions, total.uncosted_sessions + int(row["uncosted"]))
+    return [out[k] for k in sorted(out, key=lambda d: d or date.min)]
+
+
+def top_chargers_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter, *, limit: int = 10,
+                     base: tuple[str, dict[str, Any]] | None = None) -> pl.DataFrame:
+    """:func:`top_chargers` of the filtered sessions, computed in the database."""
+    base_sql, params = base or _base(conn, scope, flt)
+    rows = _fetch(conn, "top chargers", f"""{base_sql},
+        energy as (select d.charger_id, sum(d.energy_wh) as energy_wh, count(distinct d.session_id) as sessions
+                   from session_day_energy d join base b using (session_id)
+                   where not b.excluded and d.day between %(first)s and %(last)s and d.charger_id = any(%(scope)s)
+                   group by 1),
+        money as (select d.charger_id, d.currency, sum(d.net_nano)::bigint as net_nano
+                  from session_costs d join base b using (session_id)
+                  where not b.excluded and d.day between %(first)s and %(last)s and d.charger_id = any(%(scope)s)
+                  group by 1, 2)
+        select e.charger_id, m.currency, c.display_name as charger_name, e.energy_wh, e.sessions, m.net_nano
+        from energy e left join money m using (charger_id) left join chargers c using (charger_id)
+        order by e.energy_wh desc, e.charger_id limit %(limit)s""", {**params, "limit": limit})  # noqa: S608
+    schema = pl.Schema({"charger_id": pl.String(), "currency": pl.String(), "charger_name": pl.String(),
+                        "energy_wh": pl.Float64(), "sessions": pl.Int64(), "net_nano": pl.Int64()})
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    return frame.with_columns((pl.col("energy_wh") / 1000).alias("energy_kwh"),
+                              money_expr("net_nano", "currency").alias("net"))
+
+
+def excluded_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter, *, limit: int = 300,
+                 base: tuple[str, dict[str, Any]] | None = None) -> pl.DataFrame:
+    """:func:`excluded_sessions` of the filtered sessions (the first ``limit``), from the database."""
+    base_sql, params = base or _base(conn, scope, flt)
+    rows = _fetch(conn, "excluded sessions", f"""{base_sql}
+        select session_id, charger_id, started_at, energy_wh, flags from base where excluded
+        order by started_at, session_id limit %(limit)s""", {**params, "limit": limit})  # noqa: S608
+    schema = pl.Schema({"session_id": pl.String(), "charger_id": pl.String(), "started_at": _UTC_US,
+                        "energy_wh": pl.Float64(), "flags": pl.List(pl.String())})
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    known = {flag.value: text for flag, text in FLAG_DESCRIPTIONS.items()}
+    return frame.with_columns(
+        pl.col("flags").list.eval(pl.element().replace_strict(known, default=pl.element())).alias("reasons"))
+
+
+@dataclass(frozen=True, slots=True)
+class Summaries:
+    periods: list[PeriodTotal]
+    total: PeriodTotal
+    top: pl.DataFrame
+    excluded: pl.DataFrame
+
+
+def summaries_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter,
+                  by: Literal["month", "year"] = "month") -> Summaries:
+    """Everything the analytics page shows, with the filtered sessions selected once (into a
+    temporary table) and summed by the queries of :func:`summarize_sql` and its neighbours."""
+    base_sql, params = _base(conn, scope, flt)
+    with conn.transaction():
+        conn.execute("drop table if exists pg_temp.history_base")
+        conn.execute(f"create temporary table history_base as {base_sql} select * from base",  # noqa: S608
+                     params)
+        try:
+            pre = ("with base as (select * from pg_temp.history_base)", params)
+            periods = summarize_sql(conn, scope, flt, by, base=pre)
+            totals = summarize_sql(conn, scope, flt, "all", base=pre)
+            top = top_chargers_sql(conn, scope, flt, base=pre)
+            excluded = excluded_sql(conn, scope, flt, base=pre)
+        finally:
+            conn.execute("drop table if exists pg_temp.history_base")
+    return Summaries(periods, totals[0] if totals else PeriodTotal(None, 0.0, 0, 0), top, excluded)

@@ -35,7 +35,7 @@ if not scope_ids:
     st.stop()
 flt = HistoryFilter(date(year, 1, 1), date(year, 12, 31), charger_ids=scope_ids)
 try:
-    overview = service.overview(user, flt)
+    overview = service.summaries(user, flt)
 except QueryError as exc:
     ui.error_box("the summaries", exc)
     st.stop()

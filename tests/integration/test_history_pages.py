@@ -130,3 +130,17 @@ def test_the_monthly_total_on_screen_is_the_csvs(run_app: Callable[..., AppTest]
                                            .decode("utf-8"))))
     in_csv = sum(float(r["energy_in_period_wh"]) for r in rows if r["quality"] != "excluded") / 1000
     assert on_screen == pytest.approx(in_csv) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("user", ["demo-owner", "demo-member", "demo-fleet", "demo-support"])
+def test_the_database_sums_are_the_lists_sums(portal_dsn: str, user: str) -> None:
+    """Analytics sums in SQL (fast for a fleet's year); they must be the figures of the list."""
+    access, service = _service(portal_dsn)
+    who = access.principal(user)
+    for flt in (NOVEMBER, HistoryFilter(date(2026, 1, 1), date(2026, 12, 31))):
+        listed, summed = service.overview(who, flt), service.summaries(who, flt)
+        assert summed.months == listed.months
+        assert summed.total == listed.total
+        assert summed.excluded["session_id"].to_list() == listed.excluded["session_id"].to_list()
+        assert summed.top.select("charger_id", "energy_wh", "sessions").to_dicts() == \
+            listed.top.select("charger_id", "energy_wh", "sessions").to_dicts()
