@@ -393,3 +393,16 @@ def test_load_management_alerts_become_changes_with_a_transition() -> None:
     assert opened.transition is not None and opened.transition.from_state is None
     assert resolved.transition is not None and (resolved.transition.from_state, resolved.transition.to_state) == \
         (OPEN, RESOLVED)
+
+
+def test_a_silence_seen_only_in_a_backlog_still_counts() -> None:
+    """The dataflow was behind: two heartbeats 5 minutes apart (bridge clock) are processed one
+    second apart, so the timer never fired; the gap still opens and resolves an offline alert."""
+    run = Run()
+    run.feed(0 * S, c.ConnectionEvent(CP, T0, c.ConnectionKind.BOOTED, heartbeat_interval_s=30))
+    got = run.feed(1 * S, heartbeat(5 * M))
+    assert kinds(got) == [(AlertKind.CHARGER_OFFLINE, OPEN), (AlertKind.CHARGER_OFFLINE, RESOLVED),
+                          (AlertKind.CHARGER_BACK_ONLINE, RESOLVED)]
+    assert got[0].alert.ts == T0 + 60 * S  # the deadline in the charger's terms: last heard + 2 x 30 s
+    assert "nothing heard from 2026-05-04 08:00:00 UTC until 2026-05-04 08:05:00 UTC" in got[0].alert.message
+    assert run.feed(2 * S, heartbeat(5 * M + 20 * S)) == []  # a normal gap afterwards: nothing
