@@ -225,6 +225,22 @@ class PeriodTotal:
         return ADD_TARIFF_MESSAGE if self.no_tariff_sessions else None
 
 
+def _period_totals(energy: list[dict[str, Any]], costs: list[dict[str, Any]]) -> dict[date | None, PeriodTotal]:
+    """PeriodTotals from rows of (period, energy_wh, sessions) and (period, currency, net_nano,
+    vat_nano, no_tariff), as both summaries query them."""
+    out: dict[date | None, PeriodTotal] = {}
+    for row in energy:
+        out[row["period"]] = PeriodTotal(row["period"], float(row["energy_wh"]), int(row["sessions"]), 0)
+    for row in costs:
+        total = out.get(row["period"]) or PeriodTotal(row["period"], 0.0, 0, 0)
+        money_by = dict(total.costs)
+        if row["currency"] is not None:
+            money_by[row["currency"]] = (int(row["net_nano"] or 0), int(row["vat_nano"] or 0))
+        out[row["period"]] = PeriodTotal(total.period, total.energy_wh, total.sessions, 0, money_by,
+                                         total.no_tariff_sessions + int(row["no_tariff"]))
+    return out
+
+
 def summarize(history: pl.DataFrame, flt: HistoryFilter, by: Literal["month", "year", "all"],
               conn: Connection) -> list[PeriodTotal]:
     """Totals per month/year (or one for everything) of a :func:`history_list` result, from the
@@ -243,16 +259,7 @@ def summarize(history: pl.DataFrame, flt: HistoryFilter, by: Literal["month", "y
         from session_costs where session_id = any(%(ids)s) and day between %(first)s and %(last)s
         group by 1, 2""", {"ids": ids, "first": flt.first_day, "last": flt.last_day})  # noqa: S608
     uncosted_ids = history.filter(~pl.col("excluded") & (pl.col("cost_status") == "uncosted"))
-    out: dict[date | None, PeriodTotal] = {}
-    for row in energy:
-        out[row["period"]] = PeriodTotal(row["period"], float(row["energy_wh"]), int(row["sessions"]), 0)
-    for row in costs:
-        total = out.get(row["period"]) or PeriodTotal(row["period"], 0.0, 0, 0)
-        money_by = dict(total.costs)
-        if row["currency"] is not None:
-            money_by[row["currency"]] = (int(row["net_nano"] or 0), int(row["vat_nano"] or 0))
-        out[row["period"]] = PeriodTotal(total.period, total.energy_wh, total.sessions, 0, money_by,
-                                         total.no_tariff_sessions + int(row["no_tariff"]))
+    out = _period_totals(energy, costs)
 
     def period_of(day: date) -> date | None:
         return None if by == "all" else (day.replace(day=1) if by == "month" else day.replace(month=1, day=1))
@@ -378,16 +385,7 @@ def summarize_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter,
                    select 1 from session_costs k where k.session_id = b.session_id
                      and k.day between %(first)s::date - 31 and %(last)s::date + 31)) as uncosted
         from base b group by 1""", params)  # noqa: S608 - fixed text
-    out: dict[date | None, PeriodTotal] = {}
-    for row in energy:
-        out[row["period"]] = PeriodTotal(row["period"], float(row["energy_wh"]), int(row["sessions"]), 0)
-    for row in costs:
-        total = out.get(row["period"]) or PeriodTotal(row["period"], 0.0, 0, 0)
-        money_by = dict(total.costs)
-        if row["currency"] is not None:
-            money_by[row["currency"]] = (int(row["net_nano"] or 0), int(row["vat_nano"] or 0))
-        out[row["period"]] = PeriodTotal(total.period, total.energy_wh, total.sessions, 0, money_by,
-                                         total.no_tariff_sessions + int(row["no_tariff"]))
+    out = _period_totals(energy, costs)
     for row in counts:
         if not (row["excluded"] or row["uncosted"]):
             continue
