@@ -4,15 +4,15 @@ and Apprise's json:// push: fan-out, signed delivery, retries, failure, quiet ho
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from dbutil import fresh_database
 from notifier_harness import (
     Conn,
     SmtpInbox,
@@ -25,7 +25,6 @@ from notifier_harness import (
     upsert_alert,
     wait_until,
 )
-from psycopg import sql
 
 from control.notify_policy import ChannelKind, Recipient, RetryPolicy, verify_webhook, zone_of
 from control.settings import Settings
@@ -33,7 +32,6 @@ from pipelines.notifier import Notifier
 from pipelines.notify_channels import EmailSender, PushSender, Sender, WebhookSender, default_senders
 from warehouse import notification_outbox as outbox_store
 from warehouse import notification_store as store
-from warehouse.migrate import apply_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -52,25 +50,8 @@ class FakeClock:
 @pytest.fixture(scope="module")
 def notify_dsn(base_settings: Settings) -> Iterator[str]:
     """A database of this module's own: the tests truncate people and alerts freely."""
-    admin = base_settings.pg_dsn.reveal()
-    name = f"flowbank_notify_{secrets.token_hex(4)}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as c:
-        c.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    dsn = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    try:
-        apply_migrations(dsn)
+    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_notify") as dsn:
         yield dsn
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as c:
-            wait_until(lambda: _try_drop(c, name), timeout_s=30, what="the test database to drop")
-
-
-def _try_drop(conn: Conn, name: str) -> bool:
-    try:
-        conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
-    except psycopg.errors.ObjectInUse:
-        return False
-    return True
 
 
 @pytest.fixture()

@@ -4,22 +4,19 @@ claimed delivery; the next process delivers the same row."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from dbutil import fresh_database
 from notifier_harness import WebhookReceiver, add_charger, add_user, grant, upsert_alert, wait_until
-from psycopg import sql
 
 from control.settings import Settings
 from warehouse import notification_store as store
-from warehouse.migrate import apply_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -28,27 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def dsn(base_settings: Settings) -> Iterator[str]:
-    admin = base_settings.pg_dsn.reveal()
-    name = f"flowbank_notify_restart_{secrets.token_hex(4)}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as c:
-        c.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    try:
-        apply_migrations(url)
+    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_notify_restart") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as c:
-            c.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s"
-                      " and pid <> pg_backend_pid()", (name,))
-
-            def dropped() -> bool:
-                try:
-                    c.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
-                except psycopg.errors.ObjectInUse:
-                    return False
-                return True
-
-            wait_until(dropped, timeout_s=30, what="the test database to drop")
 
 
 def start_notifier(dsn: str, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
