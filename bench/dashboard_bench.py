@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import sys
 import time
@@ -49,38 +48,15 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from pipeline_bench import machine  # noqa: E402
+from pipeline_bench import create_database, drop_database, machine  # noqa: E402
 
 from flowbank.config import read_settings  # noqa: E402
 from warehouse import control_store  # noqa: E402
 from warehouse.demo_seed import DEMO_ORG, DEMO_USERS, seed_demo_access  # noqa: E402
-from warehouse.migrate import apply_migrations  # noqa: E402
 
 APP = str(ROOT / "dashboards" / "app.py")
 DEFAULT_PAGES = ("fleet.py", "locations.py", "live.py", "bulk.py", "fleet_schedule.py")
 DEFAULT_PAGE = "live.py"
-
-
-def create_database(admin_dsn: str) -> tuple[str, str]:
-    from urllib.parse import urlsplit, urlunsplit
-
-    name = f"flowbank_dashbench_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
-    apply_migrations(dsn)
-    return name, dsn
-
-
-def drop_database(admin_dsn: str, name: str) -> None:
-    statement = sql.SQL("drop database if exists {}").format(sql.Identifier(name))
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
-        for _ in range(50):
-            try:
-                conn.execute(statement)
-                return
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.2)
 
 
 def seed(dsn: str, *, chargers: int, sites: int, days: int, now: datetime) -> dict[str, int]:
@@ -215,7 +191,7 @@ def main() -> int:
     args = parser.parse_args()
 
     admin = read_settings().pg_dsn.reveal()
-    name, dsn = create_database(admin)
+    dsn, name = create_database(admin)
     print(f"database {name}; {machine()}", flush=True)
     try:
         t0 = time.perf_counter()
@@ -232,14 +208,9 @@ def main() -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=2))
     finally:
-        import streamlit as st
-
         from dashboards import runtime
 
-        try:
-            runtime.pool().close()
-        finally:
-            st.cache_resource.clear()
+        runtime.close_resources()
         if not args.keep:
             drop_database(admin, name)
     return 0

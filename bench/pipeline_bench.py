@@ -72,6 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from anywhere
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from dbutil import drop_database  # noqa: E402  (the tests' own, shared by the benches)
 from e2e_harness import Child, Platform, PrivateBroker, mqtt_url, register_chargers, wait_until  # noqa: E402
 from mqtt_sessions import end_sessions, pipeline_client_ids  # noqa: E402
 
@@ -349,18 +350,6 @@ def create_database(admin_dsn: str) -> tuple[str, str]:
                              " bridge_received_at timestamptz, received_at timestamptz not null default now())"
                              ).format(sql.Identifier(NAIVE_TABLE)))
     return dsn, name
-
-
-def drop_database(admin_dsn: str, name: str) -> None:
-    # Not WITH (FORCE): it may not terminate TimescaleDB's scheduler for a non-superuser; retry.
-    statement = sql.SQL("drop database if exists {}").format(sql.Identifier(name))
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
-        for _ in range(50):
-            try:
-                conn.execute(statement)
-                return
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.2)
 
 
 def main() -> int:
