@@ -78,10 +78,6 @@ def _merge(totals: list[PeriodTotal]) -> list[PeriodTotal]:
     return [out[k] for k in sorted(out, key=lambda d: d or date.min)]
 
 
-def _merge_by_period(parts: list[list[PeriodTotal]]) -> list[PeriodTotal]:
-    return _merge([t for part in parts for t in part])
-
-
 class HistoryService:
     def __init__(self, access: Access) -> None:
         self._access = access
@@ -138,7 +134,7 @@ class HistoryService:
                 tops.append(found.top)
                 excluded.append(found.excluded)
         merged_total = _merge([t for ts in totals for t in ts])
-        return Overview(pl.DataFrame(schema=LIST_SCHEMA), _merge_by_period(periods),
+        return Overview(pl.DataFrame(schema=LIST_SCHEMA), _merge([t for part in periods for t in part]),
                         merged_total[0] if merged_total else PeriodTotal(None, 0.0, 0, 0),
                         pl.concat(excluded) if excluded else excluded_sessions(pl.DataFrame(schema=LIST_SCHEMA)),
                         pl.concat(tops).sort("energy_wh", "charger_id", descending=[True, False]).head(10)

@@ -12,8 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-import polars as pl
-
 from control.tariffs import ADD_TARIFF_MESSAGE
 from reports.charts import monthly_energy_chart, to_png
 from reports.csv_export import sessions_csv
@@ -115,8 +113,3 @@ def chargers_of_org(conn: Connection, org_id: str) -> list[str]:
 
 def all_chargers(conn: Connection) -> list[str]:
     return [str(r[0]) for r in conn.execute("select charger_id from chargers order by 1").fetchall()]
-
-
-def history_frame_total_wh(history: pl.DataFrame) -> float:
-    """The kWh total of a history list as the CSV adds it up (clean rows, in-period Wh)."""
-    return float(history.filter(~pl.col("excluded"))["energy_in_period_wh"].sum())

@@ -120,11 +120,6 @@ def grant_charger_role(conn: Connection, user_id: str, charger_id: str, role: Ro
                  (user_id, charger_id, role.value, by))
 
 
-def revoke_charger_role(conn: Connection, user_id: str, charger_id: str) -> bool:
-    cur = conn.execute("delete from memberships where user_id = %s and charger_id = %s", (user_id, charger_id))
-    return cur.rowcount > 0
-
-
 def grant_platform_role(conn: Connection, user_id: str, role: Role) -> None:
     if role not in PLATFORM_ROLES:
         raise ValueError(f"{role} is not a platform role")
