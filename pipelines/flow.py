@@ -35,7 +35,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import Source
+from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
@@ -47,6 +47,7 @@ from control.settings import Settings
 from control.topics import COMMAND_RESULTS_ALL, DEAD_LETTERS_ALL, EVENTS_ALL, LOAD_ALL, PREFIX
 from pipelines.alerts import AlertLogic, SpikeLogic, fault_groups, watch_inputs
 from pipelines.decode import Decoded, decode_message
+from pipelines.inputs import MergedSource, is_primary, untag
 from pipelines.load_control import (
     ROUTED_EVENTS,
     ControlConfig,
@@ -184,7 +185,7 @@ class FlowParts:
 
 def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
     flow = Dataflow(name)
-    messages = op.input("mqtt", flow, parts.source)
+    messages, secondary = _inputs(flow, parts)
     decoded = op.map("decode", messages, lambda m: decode_message(m.topic, m.payload, m.received_at))
     split = op.branch("valid", decoded, lambda d: d.event is not None)
     events = op.map("event", split.trues, _event_of)
@@ -197,7 +198,7 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
 
     stored = op.filter("stored", events, lambda e: isinstance(e, STORED_EVENTS))
     to_store = op.merge("to_store", stored, errors, derived_values)
-    config_items = None if parts.control_config is None else op.input("control_config", flow, parts.control_config)
+    config_items = secondary.get("control_config")
     control_out = None
     if config_items is not None:
         control_out = _control(flow, parts, events, config_items)
@@ -216,13 +217,39 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
         op.output("alerts", alert_changes, parts.alerts)
         lake_items = op.merge("lake_with_alerts", to_store, op.map("alert_records", alert_changes, lambda a: a.alert))
     if parts.lake is not None:
-        if parts.lake_tick is not None:
-            lake_items = op.merge("lake_items", lake_items, op.input("lake_tick", flow, parts.lake_tick))
+        if "lake_tick" in secondary:
+            lake_items = op.merge("lake_items", lake_items, secondary["lake_tick"])
         op.output("lake", op.key_on("lake_key", lake_items, lambda _: "lake"), parts.lake)
     if parts.live is not None:
         live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
         op.output("live_state", live, parts.live)
     return flow
+
+
+def _inputs(flow: Dataflow, parts: FlowParts) -> tuple[Stream[Any], dict[str, Stream[Any]]]:
+    """The MQTT messages and the other inputs by name (``control_config``, ``lake_tick``).
+
+    One Bytewax input for all of them when they are all fixed-partitioned (they are in production):
+    separate inputs drift apart at every epoch and the MQTT messages wait for the others (see
+    :mod:`pipelines.inputs`)."""
+    others: dict[str, Source[Any]] = {}
+    if parts.control_config is not None:
+        others["control_config"] = parts.control_config
+    if parts.lake is not None and parts.lake_tick is not None:
+        others["lake_tick"] = parts.lake_tick
+    fixed = {n: s for n, s in {"mqtt": parts.source, **others}.items() if isinstance(s, FixedPartitionedSource)}
+    if not others or len(fixed) != len(others) + 1:
+        return op.input("mqtt", flow, parts.source), {n: op.input(n, flow, s) for n, s in others.items()}
+    split = op.branch("inputs_split", op.input("inputs", flow, MergedSource(fixed)), is_primary)
+    streams: dict[str, Stream[Any]] = {}
+    for name in others:
+        mine = op.filter(f"{name}_tagged", split.falses, _from_source(name))
+        streams[name] = op.map(f"{name}_items", mine, untag)
+    return split.trues, streams
+
+
+def _from_source(name: str) -> Callable[[Any], bool]:
+    return lambda tagged: bool(tagged.source == name)
 
 
 def _control(flow: Dataflow, parts: FlowParts, events: Stream[c.Event], config_items: Stream[Any]) -> Stream[Any]:
