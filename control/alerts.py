@@ -47,6 +47,7 @@ class AlertKind(StrEnum):
     SETPOINT_VIOLATED = "setpoint_violated"
     SETPOINT_REJECTED = "setpoint_rejected"
     STALE_BUILDING_LOAD = "stale_building_load"
+    GRID_CRITICAL_LIMIT = "grid_critical_limit"  # a charger reported a grid-critical external limit
 
 
 @dataclass(frozen=True, slots=True)

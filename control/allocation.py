@@ -20,9 +20,11 @@ The policy, in the order it is applied:
 2. **Constraints.** Every circuit, from the charger's up to the main breaker, on every phase:
    ``building load + EV current <= limit - safety margin`` (margin: ``safety_margin_a`` or
    ``safety_margin_pct`` of the limit, whichever is larger). EV-only caps: the site's and a
-   charger's operator limits, a charger's shared supply, the safe fallback. Per connector:
-   hardware, cable, operator, rule and mode (Eco) caps. A car on fewer phases than its charger is
-   wired for draws on the charger's first wired phases (phase rotation).
+   charger's operator limits, a charger's shared supply, the safe fallback, an external limit on
+   the whole charger (:class:`ExternalCap` on connector 0). Per connector: external (its own,
+   and its charger's), hardware, cable, operator, rule and mode (Eco) caps. A car on fewer
+   phases than its charger is wired for draws on the charger's first wired phases (phase
+   rotation).
 3. **Who charges.** Not connected, not requesting energy, paused by the user or by a rule, or
    capped below the minimum current: paused with that reason. A car paused for capacity stays
    paused until ``hysteresis_s`` after its pause was sent. The others are admitted at the minimum
@@ -86,6 +88,7 @@ class Binding(StrEnum):
     MODE = "mode"  # Eco's cap
     RULE = "rule"
     OPERATOR = "operator"  # an operator cap on the connector or its charger
+    EXTERNAL = "external"  # an external system's limit the charger reported (grid operator, EMS, ...)
     CHARGER_SUPPLY = "charger_supply"
     CIRCUIT = "circuit"
     MAIN_BREAKER = "main_breaker"
@@ -183,6 +186,26 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalCap:
+    """A cap in A per phase that an external system put on a charger (``connector_id`` 0: the sum
+    of its connectors, and so each of them) or on one connector, in force for this decision.
+    ``reason`` names its source for people ("Limited by grid operator (SO)"); ``detail`` goes to
+    the audit log's inputs."""
+
+    charger_id: str
+    connector_id: int
+    limit_a: float
+    reason: str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.limit_a) or self.limit_a < 0:
+            raise SnapshotError(f"{self.charger_id}/{self.connector_id}: external cap must be >= 0 A")
+        if not self.reason:
+            raise SnapshotError(f"{self.charger_id}/{self.connector_id}: external cap needs a reason")
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The whole state of one site for one decision. ``operator_limits`` add to the site's own."""
 
@@ -192,6 +215,7 @@ class Snapshot:
     operator_limits: tuple[OperatorLimit, ...] = ()
     params: AllocationParams = AllocationParams()
     reservations: tuple[Reservation, ...] = ()
+    external_caps: tuple[ExternalCap, ...] = ()
 
     def __post_init__(self) -> None:
         keys = sorted((d.charger_id, d.connector_id) for d in self.demands)
@@ -375,7 +399,8 @@ def decide(snapshot: Snapshot, now: datetime) -> Allocation:
         key=lambda lim: (lim.scope, lim.target_id or "", lim.limit_a),
     )
     banner = stale[0].message if stale else None
-    constraints, by_charger = _constraints(site, params, loads, limits, banner)
+    external = sorted(snapshot.external_caps, key=lambda x: (x.charger_id, x.connector_id, x.limit_a, x.reason))
+    constraints, by_charger = _constraints(site, params, loads, limits, banner, external)
     inputs.extend(_reserve(site, snapshot.reservations, constraints, by_charger))
     min_d = _ceil_d(params.min_current_a)
 
@@ -383,7 +408,8 @@ def decide(snapshot: Snapshot, now: datetime) -> Allocation:
         _Entry(d, site.charger(d.charger_id))
         for d in sorted(snapshot.demands, key=lambda d: (d.charger_id, d.connector_id))
     ]
-    candidates = [e for e in entries if _prepare(e, site, params, now, min_d, by_charger)]
+    external_by_connector = _external_by_connector(external)
+    candidates = [e for e in entries if _prepare(e, site, params, now, min_d, by_charger, external_by_connector)]
     candidates.sort(key=lambda e: e.order)
     admitted: list[_Entry] = []
     for entry in candidates:
@@ -401,6 +427,9 @@ def decide(snapshot: Snapshot, now: datetime) -> Allocation:
     _apply_deadband(admitted, constraints, params, min_d)
 
     inputs.extend(_limit_inputs((*site.operator_limits, *snapshot.operator_limits), now))
+    inputs.extend(InputRecord("external_limit", f"{x.charger_id}/{x.connector_id}",
+                              f"{_fmt(x.limit_a)} A: {x.reason}" + (f" ({x.detail})" if x.detail else ""), None, None)
+                  for x in external)
     inputs.extend(_demand_input(e.demand, now) for e in entries)
     return Allocation(
         site_id=site.site_id,
@@ -514,6 +543,7 @@ def _constraints(
     loads: Mapping[str, tuple[int, ...]],
     limits: list[OperatorLimit],
     fallback: str | None,
+    external: list[ExternalCap],
 ) -> tuple[list[_Constraint], dict[str, list[int]]]:
     """All shared constraints, and for each charger the indices of those it draws through.
 
@@ -548,6 +578,10 @@ def _constraints(
     by_charger: dict[str, list[int]] = {}
     for charger in sorted(site.chargers, key=lambda c: c.charger_id):
         own: list[int] = []
+        outside = [x for x in external if x.charger_id == charger.charger_id and x.connector_id == 0]
+        if outside:
+            lowest = min(outside, key=lambda x: x.limit_a)  # sorted input: ties go the same way every time
+            own.append(add(Binding.EXTERNAL, charger.charger_id, lowest.reason, [_floor_d(lowest.limit_a)] * 3))
         mine = [lim for lim in limits if lim.scope is LimitScope.CHARGER and lim.target_id == charger.charger_id]
         caps = [lim.limit_a for lim in mine]
         if caps:
@@ -590,8 +624,24 @@ def _reserve(
 # --------------------------------------------------------------------------- the steps
 
 
+def _external_by_connector(external: list[ExternalCap]) -> dict[tuple[str, int], ExternalCap]:
+    """The lowest external cap per (charger, connector); connector 0 stands for the whole charger."""
+    lowest: dict[tuple[str, int], ExternalCap] = {}
+    for cap in external:  # sorted: ties go the same way every time
+        known = lowest.get((cap.charger_id, cap.connector_id))
+        if known is None or cap.limit_a < known.limit_a:
+            lowest[(cap.charger_id, cap.connector_id)] = cap
+    return lowest
+
+
 def _prepare(
-    entry: _Entry, site: Site, params: AllocationParams, now: datetime, min_d: int, by_charger: Mapping[str, list[int]]
+    entry: _Entry,
+    site: Site,
+    params: AllocationParams,
+    now: datetime,
+    min_d: int,
+    by_charger: Mapping[str, list[int]],
+    external: Mapping[tuple[str, int], ExternalCap],
 ) -> bool:
     """Fill in the entry's caps and path; pause it (and return False) when it cannot be a candidate."""
     demand, charger = entry.demand, entry.charger
@@ -615,8 +665,13 @@ def _prepare(
     if demand.rule_pause_reason:
         entry.pause(PauseCause.RULE, Binding.RULE, demand.rule_pause_reason)
         return False
-    # Ties go to the earlier entry: the caps someone chose (rule, operator, mode) before the fixed ones.
-    caps: list[tuple[float, Binding, str]] = []
+    # Ties go to the earlier entry: an external system's cap (the charger's before the connector's),
+    # then the caps someone here chose (rule, operator, mode), then the fixed ones.
+    caps: list[tuple[float, Binding, str]] = [
+        (cap.limit_a, Binding.EXTERNAL, cap.reason)
+        for cap in (external.get((charger.charger_id, 0)), external.get((charger.charger_id, demand.connector_id)))
+        if cap is not None
+    ]
     if demand.rule_cap_a is not None:
         caps.append((demand.rule_cap_a, Binding.RULE, demand.rule_reason or f"Rule limit {_fmt(demand.rule_cap_a)} A"))
     if demand.operator_cap_a is not None:

@@ -19,7 +19,9 @@ Versioning: ``CONTRACT_VERSION`` is the major version carried in every envelope 
 topic (``flowbank/v1/...``). Adding an optional field (with a default) is compatible: within
 the same major version :func:`decode` ignores fields it does not know, so an older consumer
 reads a newer producer's events (without the new fields). A missing required field is still
-rejected. Removing or renaming a field, or changing a unit, needs a new major version.
+rejected. Removing or renaming a field, or changing a unit, needs a new major version. A new
+event type (``charging_limit`` was one) is added within the major version too: a consumer that
+does not know it yet files it as a dead letter ("unknown event type"), it does not misread it.
 """
 
 from __future__ import annotations
@@ -151,6 +153,15 @@ class ChargingMode(StrEnum):
     STANDARD = "standard"
     ECO = "eco"
     BOOST = "boost"
+
+
+class ChargingLimitSource(StrEnum):
+    """Who imposed an external limit (OCPP 2.0.1 ChargingLimitSourceEnumType)."""
+
+    EMS = "EMS"  # an energy management system at the site
+    OTHER = "Other"
+    SO = "SO"  # a system operator: the DSO or TSO (the grid operator)
+    CSO = "CSO"  # the charging station operator
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -435,6 +446,69 @@ class ChargerNotice:
             _check_connector(self.connector_id)
 
 
+MAX_LIMIT_PERIODS: Final = 1024  # OCPP 2.0.1's maximum of chargingSchedulePeriod
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingLimit:
+    """A limit an external system (grid operator, EMS, ...) imposes on a charger, as the charger
+    reports it (OCPP 2.0.1 NotifyChargingLimit), or its withdrawal (``cleared``: ClearedChargingLimit).
+
+    ``connector_id`` is the EVSE it applies to, 0 for the whole charger. The schedule, when the
+    charger sent one, is ``period_limits`` (in ``unit``: A per phase, or W in total) starting
+    ``period_starts_s`` seconds after ``starts_at`` (None: after ``ts``), each until the next, the
+    last one for ever or until ``duration_s`` after the start; ``period_phases`` the phases a
+    period may use (None: not said). No schedule: a limit is in force, its value was not reported.
+    ``ts`` is the bridge's clock when the message arrived (these messages carry no time).
+    """
+
+    TYPE: ClassVar[str] = "charging_limit"
+    charger_id: str
+    ts: datetime
+    source: ChargingLimitSource
+    cleared: bool = False
+    connector_id: int = 0
+    grid_critical: bool = False
+    unit: RateUnit | None = None
+    starts_at: datetime | None = None
+    duration_s: int | None = None
+    period_starts_s: tuple[int, ...] = ()
+    period_limits: tuple[float, ...] = ()
+    period_phases: tuple[int | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_id("charger_id", self.charger_id)
+        _check_ts("ts", self.ts)
+        _check_enum("source", ChargingLimitSource, self.source)
+        for name in ("cleared", "grid_critical"):
+            if not isinstance(getattr(self, name), bool):
+                raise ContractError(f"{name} must be true or false")
+        _check_connector(self.connector_id)
+        _check_enum("unit", RateUnit, self.unit, required=False)
+        _check_ts("starts_at", self.starts_at)
+        _check_int("duration_s", self.duration_s)
+        starts, limits, phases = self.period_starts_s, self.period_limits, self.period_phases
+        if not (isinstance(starts, tuple) and isinstance(limits, tuple) and isinstance(phases, tuple)):
+            raise ContractError("period_starts_s, period_limits and period_phases must be tuples")
+        if not len(starts) == len(limits) == len(phases):
+            raise ContractError("period_starts_s, period_limits and period_phases must have the same length")
+        if len(starts) > MAX_LIMIT_PERIODS:
+            raise ContractError(f"at most {MAX_LIMIT_PERIODS} periods")
+        previous = -1
+        for start, limit, phase in zip(starts, limits, phases, strict=True):
+            _check_int("period_starts_s[]", start)
+            if start <= previous:
+                raise ContractError("period_starts_s must be strictly increasing")
+            previous = start
+            _check_number("period_limits[]", limit, minimum=0)
+            if phase is not None and (isinstance(phase, bool) or phase not in (1, 2, 3)):
+                raise ContractError("period_phases[] must be 1, 2, 3 or null")
+        if starts and self.unit is None:
+            raise ContractError("a schedule needs its unit")
+        if starts and self.cleared:
+            raise ContractError("a cleared limit carries no schedule")
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A request for the bridge to make an OCPP call. ``params`` holds JSON scalars only."""
@@ -590,13 +664,13 @@ class DeadLetter:
 
 Event = (
     MeterSample | StatusChanged | TransactionEvent | ConnectionEvent | ChargerInfo | ChargerNotice
-    | Command | CommandResult | Setpoint | BuildingLoad | Alert | DeadLetter
+    | ChargingLimit | Command | CommandResult | Setpoint | BuildingLoad | Alert | DeadLetter
 )
 
 EVENT_TYPES: Final[dict[str, type[Any]]] = {
     cls.TYPE: cls
     for cls in (MeterSample, StatusChanged, TransactionEvent, ConnectionEvent, ChargerInfo, ChargerNotice,
-                Command, CommandResult, Setpoint, BuildingLoad, Alert, DeadLetter)
+                ChargingLimit, Command, CommandResult, Setpoint, BuildingLoad, Alert, DeadLetter)
 }
 
 

@@ -50,6 +50,10 @@ def _orjson_safe(data: dict[str, Any]) -> bool:
             for item in value.values():
                 if type(item) is float and not _float_ok(item):
                     return False
+        elif kind is list:  # tuples of scalars (quirks, a charging limit's periods)
+            for item in value:
+                if type(item) is float and not _float_ok(item):
+                    return False
     return True
 
 

@@ -16,6 +16,17 @@ Decisions worth knowing:
   the connector is Available or Reserved). Samples come before an Ended event.
 - NotifyEvent: one ChargerNotice per ``eventData`` item, code ``Component[instance].Variable
   [instance]``, severity by :func:`_event_severity`.
+- NotifyChargingLimit / ClearedChargingLimit: one ChargingLimit (``cleared`` for the second); no
+  ``evseId`` means the whole station (connector 0). Of ``chargingSchedule`` the first schedule is
+  used (the spec allows several, without saying how they combine; the rest are named in
+  ``charging_schedule_ignored:<n>``). Its start is ``startSchedule``, else the arrival; periods
+  that cannot be read (``charging_period_malformed``) or have a negative limit
+  (``charging_period_negative``) are left out, and of two periods starting at the same second
+  the lower limit is kept (``charging_period_duplicate``); a ``numberPhases`` outside 1..3 is
+  dropped (``number_phases_invalid``), a negative ``duration`` too (``duration_invalid``). A
+  schedule with an unknown unit or no usable period makes the call unusable (NormalizeError): a
+  limit whose value cannot be read must not look like one that has none. So does a Cleared with
+  an unreadable ``evseId`` (read as the whole station it would clear more than was meant).
 """
 
 from __future__ import annotations
@@ -25,9 +36,12 @@ from typing import Any, Final
 
 from control.contract import (
     ChargerNotice,
+    ChargingLimit,
+    ChargingLimitSource,
     ConnectorState,
     Event,
     NoticeKind,
+    RateUnit,
     SampleContext,
     Severity,
     StatusChanged,
@@ -46,6 +60,7 @@ from ingest.normalize_base import (
     connector,
     enum_table,
     lookup,
+    parse_number,
     safe_id,
     text,
     timestamp,
@@ -251,6 +266,94 @@ def _event_detail(item: Mapping[str, Any], evse: Mapping[str, Any]) -> str:
     return "; ".join(f"{key}={value}" for key, value in pairs if value is not None)
 
 
+_LIMIT_SOURCES: Final = enum_table(ChargingLimitSource)
+_RATE_UNITS: Final = enum_table(RateUnit)
+
+
+def _limit_source(raw: Any, action: str, q: Quirks) -> ChargingLimitSource:
+    source = lookup(raw, _LIMIT_SOURCES, q, "charging_limit_source")
+    if source is None:
+        raise NormalizeError(f"{action}: chargingLimitSource is missing or not one of "
+                             f"{[s.value for s in ChargingLimitSource]}")
+    return source
+
+
+def _notify_charging_limit(ctx: Ctx, p: Mapping[str, Any]) -> list[Event]:
+    q = ctx.quirks
+    limit = as_mapping(p.get("chargingLimit"))
+    if limit is None:
+        raise NormalizeError("NotifyChargingLimit: chargingLimit is missing or not an object")
+    source = _limit_source(limit.get("chargingLimitSource"), "NotifyChargingLimit", q)
+    schedules = as_list(p.get("chargingSchedule")) or []
+    if len(schedules) > 1:
+        q.add("charging_schedule_ignored", len(schedules) - 1)
+    fields: dict[str, Any] = {}
+    if schedules:
+        fields = _schedule(ctx, schedules[0])
+    return [ChargingLimit(
+        charger_id=ctx.charger_id, ts=ctx.received_at, source=source,
+        connector_id=connector(p.get("evseId"), "evse_id", q) or 0,
+        grid_critical=bool(to_bool(limit.get("isGridCritical"), "is_grid_critical", q)), **fields,
+    )]
+
+
+def _schedule(ctx: Ctx, raw: Any) -> dict[str, Any]:
+    """The ChargingLimit fields of one ChargingScheduleType."""
+    q = ctx.quirks
+    schedule = as_mapping(raw)
+    if schedule is None:
+        raise NormalizeError("NotifyChargingLimit: chargingSchedule[0] is not an object")
+    unit = lookup(schedule.get("chargingRateUnit"), _RATE_UNITS, q, "charging_rate_unit")
+    if unit is None:
+        raise NormalizeError("NotifyChargingLimit: chargingRateUnit is missing or not A or W")
+    periods: dict[int, tuple[float, int | None]] = {}
+    for item in as_list(schedule.get("chargingSchedulePeriod")) or []:
+        period = as_mapping(item)
+        start = to_int(period.get("startPeriod"), "start_period", q) if period is not None else None
+        value = parse_number(period.get("limit"), "limit", q, expect_string=False) if period is not None else None
+        if period is None or start is None or start < 0 or value is None:
+            q.add("charging_period_malformed")
+            continue
+        if value < 0:
+            q.add("charging_period_negative")
+            continue
+        phases = to_int(period.get("numberPhases"), "number_phases", q)
+        if phases is not None and phases not in (1, 2, 3):
+            q.add("number_phases_invalid", phases)
+            phases = None
+        if start in periods:
+            q.add("charging_period_duplicate", start)
+            if periods[start][0] <= value:
+                continue
+        periods[start] = (value, phases)
+    if not periods:
+        raise NormalizeError("NotifyChargingLimit: chargingSchedule[0] has no usable period")
+    duration = to_int(schedule.get("duration"), "duration", q)
+    if duration is not None and duration < 0:
+        q.add("duration_invalid", duration)
+        duration = None
+    starts = sorted(periods)
+    return {
+        "unit": unit,
+        "starts_at": timestamp(ctx, schedule.get("startSchedule"), q, required=False),
+        "duration_s": duration,
+        "period_starts_s": tuple(starts),
+        "period_limits": tuple(periods[s][0] for s in starts),
+        "period_phases": tuple(periods[s][1] for s in starts),
+    }
+
+
+def _cleared_charging_limit(ctx: Ctx, p: Mapping[str, Any]) -> list[Event]:
+    q = ctx.quirks
+    source = _limit_source(p.get("chargingLimitSource"), "ClearedChargingLimit", q)
+    evse_id = connector(p.get("evseId"), "evse_id", q)
+    if evse_id is None and p.get("evseId") is not None:
+        # Read as "the whole station", it would clear more than the charger meant.
+        raise NormalizeError("ClearedChargingLimit: evseId is not a non-negative integer")
+    return [ChargingLimit(charger_id=ctx.charger_id, ts=ctx.received_at, source=source, cleared=True,
+                          connector_id=evse_id or 0)]
+
+
 HANDLERS: Final[Mapping[str, Handler]] = {
     "BootNotification": _boot,
     "Heartbeat": common.heartbeat,
@@ -263,4 +366,6 @@ HANDLERS: Final[Mapping[str, Handler]] = {
     "LogStatusNotification": common.log_status,
     "SecurityEventNotification": common.security_event,
     "NotifyEvent": _notify_event,
+    "NotifyChargingLimit": _notify_charging_limit,
+    "ClearedChargingLimit": _cleared_charging_limit,
 }

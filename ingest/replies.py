@@ -187,6 +187,8 @@ _V201: Final[dict[str, Handler]] = {
     "LogStatusNotification": _empty,
     "SecurityEventNotification": _empty,
     "NotifyEvent": _empty,
+    "NotifyChargingLimit": _empty,  # published as a ChargingLimit; load management applies it
+    "ClearedChargingLimit": _empty,
 }
 
 

@@ -13,6 +13,12 @@ Plain functions over plain state (no Bytewax here; ``pipelines.flow`` wires them
   whole snapshot every time); meter samples only update measurements and compliance; a timer
   (:func:`next_wakeup`) re-decides every few seconds for clocks that move by themselves (rules'
   time windows, operator limits ending, a building meter going stale, hysteresis).
+* External limits the chargers report (``ChargingLimit``: a grid operator's or an EMS's cap, see
+  :mod:`control.external_limits`) are kept per site until cleared or until their schedule ends
+  (the timer wakes at each period's start and at the end), capped in every decision, and audited:
+  each connector they concern gets an audit line when one arrives, is cleared or ends, even if
+  its limit does not change (then without a command). A grid-critical one raises an alert,
+  resolved when it goes.
 
 For every connector whose limit changed the step emits a ``Setpoint`` (history), a ``Command``
 (``set_limit``: the bridge sends SetChargingProfile), a ``ControlDecision`` (the audit log: old
@@ -34,6 +40,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from control import contract as c
+from control import external_limits as ext
+from control.alerts import AlertKind
 from control.allocation import (
     Allocation,
     AllocationParams,
@@ -104,8 +112,10 @@ class SiteConfigUpdate:
     config: SiteControlConfig | None
 
 
-RoutedEvent = c.MeterSample | c.StatusChanged | c.TransactionEvent | c.ConnectionEvent | c.CommandResult
-ROUTED_EVENTS = (c.MeterSample, c.StatusChanged, c.TransactionEvent, c.ConnectionEvent, c.CommandResult)
+RoutedEvent = (c.MeterSample | c.StatusChanged | c.TransactionEvent | c.ConnectionEvent | c.CommandResult
+               | c.ChargingLimit)
+ROUTED_EVENTS = (c.MeterSample, c.StatusChanged, c.TransactionEvent, c.ConnectionEvent, c.CommandResult,
+                 c.ChargingLimit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +129,7 @@ class Routed:
 @dataclass
 class RouteState:
     site_id: str | None = None
-    held: dict[tuple[int, int], RoutedEvent] = field(default_factory=dict)  # while unplaced
+    held: dict[tuple[int | str, ...], RoutedEvent] = field(default_factory=dict)  # while unplaced
 
 
 def route(state: RouteState | None, item: Placement | RoutedEvent) -> tuple[RouteState, list[Routed]]:
@@ -139,6 +149,8 @@ def route(state: RouteState | None, item: Placement | RoutedEvent) -> tuple[Rout
         st.held[(kind, item.connector_id)] = item
     elif isinstance(item, c.ConnectionEvent):
         st.held[(2, 0)] = item
+    elif isinstance(item, c.ChargingLimit):  # kept: a grid operator's cap must not get lost
+        st.held[(3, item.connector_id, item.source.value)] = item
     return st, []
 
 
@@ -204,6 +216,10 @@ class SiteControl:
     heartbeat_s: dict[str, int] = field(default_factory=dict)  # by charger: the interval it booted with
     offline: dict[ConnectorKey, float] = field(default_factory=dict)  # offline connectors: the current reserved
     clock_edge: datetime | None = None  # the next instant a decision changes by the clock (offline, plan slot)
+    external: dict[ext.LimitKey, ext.ExternalLimit] = field(default_factory=dict)  # external limits in force
+    external_changes: list[ext.LimitChange] = field(default_factory=list)  # not yet audited
+    external_pending: dict[ConnectorKey, list[str]] = field(default_factory=dict)  # audited with their next line
+    external_alerts: dict[ext.LimitKey, str] = field(default_factory=dict)  # grid-critical limits: the open alert
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # A recovery snapshot taken before a field existed resumes with that field's default.
@@ -220,7 +236,10 @@ class SiteControl:
                        sent={k: copy.copy(v) for k, v in self.sent.items()},
                        checks={k: copy.copy(v) for k, v in self.checks.items()},
                        unconfirmed=dict(self.unconfirmed), heard=dict(self.heard),
-                       heartbeat_s=dict(self.heartbeat_s), offline=dict(self.offline))
+                       heartbeat_s=dict(self.heartbeat_s), offline=dict(self.offline),
+                       external=dict(self.external), external_changes=list(self.external_changes),
+                       external_pending={k: list(v) for k, v in self.external_pending.items()},
+                       external_alerts=dict(self.external_alerts))
 
 
 Output = c.Setpoint | c.Command | c.Alert | ControlDecision | ComplianceCheck
@@ -289,6 +308,11 @@ def _on_charger_event(st: SiteControl, item: RoutedEvent, now: datetime, cfg: Co
                 for key in [k for k in st.sent if k[0] == item.charger_id]:
                     del st.sent[key]
             redecide = True
+    elif isinstance(item, c.ChargingLimit):
+        st.external, changes = ext.apply_event(st.external, item)
+        st.external_changes.extend(changes)
+        _external_alerts(st, changes, now, out)
+        redecide = True
     elif isinstance(item, c.CommandResult):
         _on_command_result(st, item, now, out)
         if item.command_id in st.unconfirmed:
@@ -306,7 +330,7 @@ def _heard(st: SiteControl, item: RoutedEvent, now: datetime) -> bool:
     if isinstance(item, c.CommandResult) and item.outcome not in (c.CommandOutcome.ACCEPTED,
                                                                    c.CommandOutcome.REJECTED):
         return False  # a timeout or a bridge-side failure is no sign of life
-    if isinstance(item, c.ConnectionEvent | c.CommandResult):
+    if isinstance(item, c.ConnectionEvent | c.CommandResult | c.ChargingLimit):
         seen = item.ts  # the bridge's clock
     else:
         seen = item.received_at or now  # the bridge's clock when it has one, never the charger's
@@ -404,9 +428,14 @@ def _assess(st: SiteControl, now: datetime,
                 last_pause_cause=sent.pause_cause if sent else None,
                 rule_cap_a=rule_cap, rule_reason=rule_reason, rule_pause_reason=pause_reason,
                 deadline_at_risk=at_risk))
+    external_edge = ext.next_change(st.external, now)
+    if external_edge is not None:
+        edges.append(external_edge)
     st.clock_edge = min((e for e in edges if e > now), default=None)
+    phases = {key: conn.phases_in_use for key, conn in st.connectors.items() if conn.phases_in_use}
     snapshot = Snapshot(site=config.site, demands=tuple(demands), building_loads=tuple(st.loads.values()),
-                        params=cfg.params, reservations=tuple(reserved.values()))
+                        params=cfg.params, reservations=tuple(reserved.values()),
+                        external_caps=ext.caps(st.external, now, config.site, phases))
     return snapshot, reserved
 
 
@@ -471,6 +500,10 @@ def _plugged_in(conn: ConnState) -> bool:
 
 
 def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output]) -> Allocation | None:
+    st.external, ended = ext.expire(st.external, now)
+    if ended:
+        st.external_changes.extend(ended)
+        _external_alerts(st, ended, now, out)
     assessed = _assess(st, now, cfg)
     if assessed is None:
         return None
@@ -496,6 +529,8 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
             del st.unconfirmed[command_id]
     if lowering or any(sent.command_id in st.unconfirmed for sent in st.sent.values()):
         changes = lowering
+    events = _external_events(st, allocation, now)
+    _external_audit(st, allocation, events, {(ch.charger_id, ch.connector_id) for ch in changes}, now, out)
     if not changes:
         return allocation
     st.seq += 1
@@ -515,7 +550,8 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
             ts=now, decision_id=decision_id, site_id=st.site_id, charger_id=change.charger_id,
             connector_id=change.connector_id, new_limit_a=change.limit_a, reason=change.reason,
             site_state=allocation.state.value, old_limit_a=previous.limit_a if previous else None,
-            paused=change.paused, binding=_binding(change), inputs=inputs, command_id=command_id))
+            paused=change.paused, binding=_binding(change), command_id=command_id,
+            inputs={**inputs, **_event_input(key, events[key])} if key in events else inputs))
         st.sent[key] = Sent(change.limit_a, change.paused, change.pause_cause, now, decision_id, command_id)
         st.checks[key] = Check(decision_id, command_id, change.limit_a, now)
         if changes is lowering:
@@ -548,6 +584,80 @@ def _offline_audit(st: SiteControl, offline: dict[ConnectorKey, Reservation], al
             new_limit_a=reservation.current_a, reason=offline_reason(reservation.current_a),
             site_state=allocation.state.value, old_limit_a=previous.limit_a if previous else None,
             paused=False, binding="offline", inputs=inputs_here, command_id=None))
+
+
+def _external_events(st: SiteControl, allocation: Allocation, now: datetime) -> dict[ConnectorKey, list[str]]:
+    """What external limits did that is not audited yet, per connector of the allocation concerned
+    ("set SO: 8 A, grid critical"). Takes the pending changes (unplugged connectors drop theirs)."""
+    changes, st.external_changes = st.external_changes, []
+    pending, st.external_pending = st.external_pending, {}
+    present = {(ca.charger_id, ca.connector_id) for ca in allocation.connectors}
+    happened = {key: what for key, what in pending.items() if key in present}
+    for change in changes:
+        what = f"{change.kind.value} {change.limit.describe(now)}"
+        for key in sorted(present):
+            if key[0] == change.limit.charger_id and change.limit.connector_id in (0, key[1]):
+                happened.setdefault(key, []).append(what)
+    return happened
+
+
+def _event_input(key: ConnectorKey, what: list[str]) -> dict[str, dict[str, c.JsonScalar]]:
+    return {f"external_limit_event:{key[0]}/{key[1]}": {"value": "; ".join(what)[:2000], "age_s": 0.0}}
+
+
+def _external_audit(st: SiteControl, allocation: Allocation, events: dict[ConnectorKey, list[str]],
+                    sending: set[ConnectorKey], now: datetime, out: list[Output]) -> None:
+    """An audit line for each connector an external limit's arrival, withdrawal or end concerns
+    whose limit stays as it is (no command goes out): the limit, the allocation's reason, and what
+    happened among the inputs. Connectors whose new limit is sent now have it on their ordinary
+    line; one whose raise waits for the lowered chargers, on the line of that raise."""
+    keys = []
+    for key in sorted(events):
+        if key in sending:
+            continue
+        if allocation.connector(*key).changed or key not in st.sent:
+            st.external_pending[key] = events[key]
+        else:
+            keys.append(key)
+    if not keys:
+        return
+    st.seq += 1
+    decision_id = _decision_id(st.site_id, now, st.seq)
+    inputs = {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
+                                              else round(i.age_s, 3)} for i in allocation.inputs}
+    for key in keys:
+        sent, result = st.sent[key], allocation.connector(*key)
+        out.append(ControlDecision(
+            ts=now, decision_id=decision_id, site_id=st.site_id, charger_id=key[0], connector_id=key[1],
+            new_limit_a=sent.limit_a, reason=result.reason, site_state=allocation.state.value,
+            old_limit_a=sent.limit_a, paused=sent.paused, binding=_binding(result),
+            inputs={**inputs, **_event_input(key, events[key])}, command_id=None))
+
+
+def _external_alerts(st: SiteControl, changes: list[ext.LimitChange], now: datetime, out: list[Output]) -> None:
+    """A grid-critical limit opens an alert (one per limit, kept open while it is replaced by
+    another grid-critical one); it is resolved when the limit is cleared, ends or is replaced by
+    one that is not grid critical."""
+    for change in changes:
+        limit, key = change.limit, change.limit.key
+        name = ext.SOURCE_NAMES[limit.source]
+        open_id = st.external_alerts.get(key)
+        if change.kind is ext.ChangeKind.SET and limit.grid_critical:
+            if open_id is None:
+                alert_id = _derived_id("gridlimit", *map(str, key), limit.received_at.isoformat())
+                st.external_alerts[key] = alert_id
+                out.append(c.Alert(
+                    alert_id=alert_id, kind=AlertKind.GRID_CRITICAL_LIMIT, severity=c.Severity.WARNING, ts=now,
+                    message=f"{limit.where}: grid-critical limit from the {name} ({limit.describe(now)})",
+                    charger_id=limit.charger_id, site_id=st.site_id))
+        elif open_id is not None:
+            del st.external_alerts[key]
+            why = {ext.ChangeKind.SET: "is no longer grid critical", ext.ChangeKind.CLEARED: "was cleared",
+                   ext.ChangeKind.ENDED: "ended"}[change.kind]
+            out.append(c.Alert(
+                alert_id=open_id, kind=AlertKind.GRID_CRITICAL_LIMIT, severity=c.Severity.WARNING, ts=now,
+                message=f"{limit.where}: the {name}'s grid-critical limit {why}", state=c.AlertState.RESOLVED,
+                charger_id=limit.charger_id, site_id=st.site_id))
 
 
 def _lowers(st: SiteControl, change: ConnectorAllocation) -> bool:

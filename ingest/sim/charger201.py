@@ -23,6 +23,7 @@ from ingest.sim.dialect import Dialect, Host, SimChargePointMixin
 from ingest.sim.events import (
     AuthorizeEvent,
     ChargingStateEvent,
+    ExternalLimitEvent,
     NoticeEvent,
     ProblemEvent,
     SimEvent,
@@ -201,6 +202,7 @@ class Dialect201(Dialect):
         self._sent_status: dict[int, str] = {}
         self._notify_seq = count()
         self._event_ids = count(1)
+        self._schedule_ids = count(1)
 
     def make_charge_point(self, ws: ClientConnection, host: Host) -> ChargePoint201:
         return ChargePoint201(self.station.id, ws, host)
@@ -257,6 +259,11 @@ class Dialect201(Dialect):
             return [Outgoing(action, payload)]
         if isinstance(event, TriggerEvent):
             return self._triggered(event)
+        if isinstance(event, ExternalLimitEvent):
+            if event.cleared:
+                return [Outgoing("ClearedChargingLimit", msg201.cleared_charging_limit(event))]
+            return [Outgoing("NotifyChargingLimit",
+                             msg201.notify_charging_limit(event, schedule_id=next(self._schedule_ids)))]
         return []
 
     def _status(self, evse_id: int, status: ConnectorState, ts: Any, *, force: bool) -> list[Outgoing]:

@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--response-timeout", type=_positive, default=30.0, help="wait for CSMS answers (real s)")
     sim.add_argument("--drain-timeout", type=float, default=5.0, help="flush queues at exit (real s)")
     sim.add_argument("--no-validate", action="store_true", help="skip schema validation of our own CALLs")
+    sim.add_argument("--control-file", default=None,
+                     help="JSON lines appended to this file are done as they arrive: external limits "
+                          "(2.0.1 NotifyChargingLimit / ClearedChargingLimit), see ingest/sim/external.py")
 
     bench = parser.add_argument_group("benchmark")
     bench.add_argument("--rate", type=_positive, default=None,
@@ -142,6 +145,7 @@ def config_from_args(args: argparse.Namespace, *, url: str, password: str | None
         duration_s=args.duration,
         drain_timeout_s=args.drain_timeout,
         bench_rate=args.rate,
+        control_file=args.control_file,
     )
 
 

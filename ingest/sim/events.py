@@ -112,6 +112,22 @@ class TriggerEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalLimitEvent:
+    """An external system set (or cleared) a limit on the station (2.0.1 NotifyChargingLimit /
+    ClearedChargingLimit; 1.6 has no such message)."""
+
+    ts: datetime
+    source: str  # EMS | Other | SO | CSO
+    connector_id: int  # the EVSE; 0 = the whole station
+    cleared: bool = False
+    limit: float | None = None
+    unit: str = "A"
+    duration_s: int | None = None
+    phases: int | None = None
+    grid_critical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class GoOfflineEvent:
     seconds: float  # simulated
     ts: datetime
@@ -130,4 +146,5 @@ class RebootEvent:
 
 
 SimEvent = (StatusEvent | AuthorizeEvent | TxStartEvent | TxSampleEvent | ChargingStateEvent | TxStopEvent
-            | ProblemEvent | NoticeEvent | TriggerEvent | GoOfflineEvent | MalformedEvent | RebootEvent)
+            | ProblemEvent | NoticeEvent | TriggerEvent | ExternalLimitEvent | GoOfflineEvent | MalformedEvent
+            | RebootEvent)

@@ -13,6 +13,7 @@ from ingest.sim.charger16 import Dialect16
 from ingest.sim.charger201 import Dialect201
 from ingest.sim.clock import Clock
 from ingest.sim.dialect import Dialect
+from ingest.sim.external import ControlFile, LimitCommand, set_limit
 from ingest.sim.faults import FaultConfig
 from ingest.sim.plan import Behaviour, FleetMix, build_fleet, rng_for
 from ingest.sim.runtime import LinkSettings, StationRuntime
@@ -33,6 +34,7 @@ class FleetConfig:
     duration_s: float | None = None  # real seconds
     drain_timeout_s: float = 5.0  # real seconds to flush queues at the end
     bench_rate: float | None = None  # target aggregate periodic samples per real second
+    control_file: str | None = None  # JSON lines done as they are appended (ingest.sim.external)
 
 
 @dataclass
@@ -70,9 +72,13 @@ async def run_fleet(config: FleetConfig, *, clock: Clock, truth: TruthSink, stop
     tasks = [asyncio.create_task(rt.run(halt), name=f"sim-{rt.station.id}") for rt in runtimes]
     started = loop.time()
     limited = config.behaviour.sessions_per_connector is not None and not config.bench_rate
+    control = ControlFile(config.control_file) if config.control_file else None
     waiter = asyncio.create_task(stop.wait())
     try:
         while not stop.is_set():
+            if control is not None:
+                for command in control.poll():
+                    apply_command(runtimes, command, clock)
             if config.duration_s is not None and loop.time() - started >= config.duration_s:
                 break
             if limited and all(rt.station.done for rt in runtimes):
@@ -94,6 +100,18 @@ async def run_fleet(config: FleetConfig, *, clock: Clock, truth: TruthSink, stop
     if config.bench_rate:
         report.bench = bench_summary(runtimes, config.bench_rate)
     return report
+
+
+def apply_command(runtimes: list[StationRuntime], command: LimitCommand, clock: Clock) -> int:
+    """Do a control-file command on its charger (or on every one); how many took it."""
+    done = 0
+    for rt in runtimes:
+        if command.charger in (None, rt.station.id) and set_limit(rt.station, clock.now(), command):
+            rt.dispatch()
+            done += 1
+    log.info("control: %s %s limit on %s (evse %d): %d charger(s)", command.source,
+             "cleared" if command.cleared else "notified", command.charger or "every charger", command.evse, done)
+    return done
 
 
 def bench_summary(runtimes: list[StationRuntime], target: float) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from control.contract import ConnectorState, SampleContext
 from ingest.sim.clock import iso_z
-from ingest.sim.events import ProblemEvent, StopReason
+from ingest.sim.events import ExternalLimitEvent, ProblemEvent, StopReason
 from ingest.sim.model import Reading, Session
 from ingest.sim.plan import ChargerSpec
 
@@ -111,6 +111,31 @@ def transaction_event(event_type: str, session: Session, *, ts: Any, trigger: st
         payload["evse"] = {"id": session.connector_id, "connectorId": 1}
         if session.reservation_id is not None:
             payload["reservationId"] = session.reservation_id
+    return payload
+
+
+def notify_charging_limit(event: ExternalLimitEvent, *, schedule_id: int) -> dict[str, Any]:
+    """NotifyChargingLimitRequest: the source, whether it is grid critical and its one-period schedule."""
+    payload: dict[str, Any] = {"chargingLimit": {"chargingLimitSource": event.source,
+                                                 "isGridCritical": event.grid_critical}}
+    if event.connector_id:
+        payload["evseId"] = event.connector_id
+    if event.limit is not None:
+        period: dict[str, Any] = {"startPeriod": 0, "limit": round(event.limit, 1)}
+        if event.phases is not None:
+            period["numberPhases"] = event.phases
+        schedule: dict[str, Any] = {"id": schedule_id, "startSchedule": iso_z(event.ts),
+                                    "chargingRateUnit": event.unit, "chargingSchedulePeriod": [period]}
+        if event.duration_s is not None:
+            schedule["duration"] = event.duration_s
+        payload["chargingSchedule"] = [schedule]
+    return payload
+
+
+def cleared_charging_limit(event: ExternalLimitEvent) -> dict[str, Any]:
+    payload: dict[str, Any] = {"chargingLimitSource": event.source}
+    if event.connector_id:
+        payload["evseId"] = event.connector_id
     return payload
 
 

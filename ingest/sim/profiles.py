@@ -28,6 +28,9 @@ class Purpose(StrEnum):
     STATION_MAX = "ChargePointMaxProfile"  # 2.0.1: ChargingStationMaxProfile
     TX_DEFAULT = "TxDefaultProfile"
     TX = "TxProfile"
+    # 2.0.1: a limit from an external system (grid operator, EMS) talking to the station directly.
+    # Only the station installs it (the CSMS may neither set nor clear it): not in _PURPOSES.
+    EXTERNAL = "ChargingStationExternalConstraints"
 
 
 _PURPOSES = {"ChargePointMaxProfile": Purpose.STATION_MAX, "ChargingStationMaxProfile": Purpose.STATION_MAX,
@@ -170,8 +173,11 @@ class ProfileStore:
 
     def clear(self, *, profile_id: int | None = None, connector_id: int | None = None,
               purpose: Purpose | None = None, stack_level: int | None = None) -> int:
-        """Remove matching profiles (by id, or else by every criterion given); return how many."""
+        """Remove matching profiles (by id, or else by every criterion given); return how many.
+        External constraints go only when ``purpose`` names them."""
         def matches(p: Profile) -> bool:
+            if p.purpose == Purpose.EXTERNAL and purpose != Purpose.EXTERNAL:
+                return False
             if profile_id is not None:
                 return p.id == profile_id
             return ((connector_id is None or p.connector_id == connector_id)
@@ -205,6 +211,11 @@ class ProfileStore:
             tx = self._first_active(defaults, at, tx_start)
         if tx is not None:
             out.append(tx)
+        for profile in sorted(self.profiles, key=lambda p: (p.connector_id, p.stack_level)):
+            if profile.purpose == Purpose.EXTERNAL and profile.connector_id in (0, connector_id):
+                external = self._first_active([profile], at, tx_start)
+                if external is not None:  # every external source's limit applies
+                    out.append(external)
         return out
 
     def _top(self, candidates: list[Profile], at: datetime, tx_start: datetime | None) -> Constraint | None:

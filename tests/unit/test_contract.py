@@ -55,6 +55,9 @@ FIELD_OVERRIDES: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("dead_letter", "source"): ids,
     ("dead_letter", "reason"): texts.filter(bool),
     ("dead_letter", "raw"): st.text(max_size=3_000),
+    ("charging_limit", "period_starts_s"): st.lists(st.integers(min_value=0, max_value=10**7), max_size=4).map(tuple),
+    ("charging_limit", "period_limits"): st.lists(st.floats(min_value=0, allow_infinity=False), max_size=4).map(tuple),
+    ("charging_limit", "period_phases"): st.lists(st.none() | st.sampled_from([1, 2, 3]), max_size=4).map(tuple),
 }
 
 
@@ -100,11 +103,24 @@ def event_strategy(cls: type[Any]) -> st.SearchStrategy[Any]:
     kwargs = st.fixed_dictionaries(required, optional=optional)
     if cls is c.Command:
         kwargs = kwargs.map(_ordered_command_times)
+    if cls is c.ChargingLimit:
+        kwargs = kwargs.map(_consistent_schedule)
     return kwargs.map(lambda kw: cls(**kw))
 
 
 def _ordered_command_times(kw: dict[str, Any]) -> dict[str, Any]:
     kw["issued_at"], kw["expires_at"] = sorted((kw["issued_at"], kw["expires_at"]))
+    return kw
+
+
+def _consistent_schedule(kw: dict[str, Any]) -> dict[str, Any]:
+    """Periods of equal length, increasing starts, a unit when there are any, none when cleared."""
+    starts = tuple(sorted(set(kw.get("period_starts_s", ()))))
+    limits, phases = kw.get("period_limits", ()), kw.get("period_phases", ())
+    n = 0 if kw.get("cleared") else min(len(starts), len(limits), len(phases))
+    kw["period_starts_s"], kw["period_limits"], kw["period_phases"] = starts[:n], limits[:n], phases[:n]
+    if n and kw.get("unit") is None:
+        kw["unit"] = c.RateUnit.AMPS
     return kw
 
 

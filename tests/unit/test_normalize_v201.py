@@ -140,6 +140,14 @@ FRAMES_201: dict[str, dict[str, Any]] = {
     "LogStatusNotification": {"status": "UploadFailure", "requestId": 12},
     "SecurityEventNotification": {"type": "FirmwareUpdated", "timestamp": "2024-05-01T12:00:00Z"},
     "NotifyEvent": NOTIFY,
+    "NotifyChargingLimit": {
+        "chargingLimit": {"chargingLimitSource": "SO", "isGridCritical": True}, "evseId": 1,
+        "chargingSchedule": [{"id": 1, "startSchedule": "2024-05-01T12:00:00Z", "duration": 3600,
+                              "chargingRateUnit": "W", "chargingSchedulePeriod": [
+                                  {"startPeriod": 0, "limit": 11000.0},
+                                  {"startPeriod": 1800, "limit": 7400.0, "numberPhases": 1}]}],
+    },
+    "ClearedChargingLimit": {"chargingLimitSource": "SO", "evseId": 1},
 }
 
 
