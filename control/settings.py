@@ -106,6 +106,9 @@ class Settings:
     ocpp_response_timeout_s: float = 10.0
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
+    # The address people reach the dashboards at, for links sent to them (invitation e-mails and
+    # QR codes): behind a proxy it is not host:port. Empty: http://<dashboard_host>:<dashboard_port>.
+    dashboard_public_url: str = ""
     # Diagnostics/log uploads from chargers (GetDiagnostics / GetLog): the receiver's port, and the
     # URL chargers are told to upload to (empty: http://<bridge_host>:<upload_port>/upload).
     upload_port: int = 8090
@@ -229,6 +232,26 @@ def _check_dsn(name: str, raw: str) -> Secret:
     return Secret(raw)
 
 
+def _check_public_url(name: str, raw: str) -> str:
+    """An http(s) URL without credentials, query or fragment; returned without a trailing slash."""
+    value = raw.strip()
+    parts = _split_url(name, value)
+    if parts.username is not None or parts.password is not None:
+        # Never echo it: the user info may hold a password.
+        raise SettingsError(f"{name}: must not contain a user name or password (the URL is sent to people)")
+    if parts.scheme not in ("http", "https"):
+        raise SettingsError(f"{name}: expected an http:// or https:// URL such as https://charging.example.com,"
+                            f" got {value!r}")
+    if not parts.hostname:
+        raise SettingsError(f"{name}: no host in the URL, got {value!r}")
+    if any(c.isspace() for c in value):
+        raise SettingsError(f"{name}: must not contain spaces, got {value!r}")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise SettingsError(f"{name}: must not have a query (?...) or fragment (#...), got {value!r}")
+    _url_port(name, parts)
+    return value.rstrip("/")
+
+
 MIN_COOKIE_SECRET_LEN: Final = 32
 
 
@@ -295,6 +318,9 @@ def load_settings(environ: Mapping[str, str], toml: Mapping[str, Any] | None = N
         name, raw = get(key)
         if raw is not None:
             values[key] = _parse_int(name, raw, minimum=1, maximum=65535)
+    name, raw = get("dashboard_public_url")
+    if raw is not None and raw.strip():  # empty: derived from dashboard_host and dashboard_port
+        values["dashboard_public_url"] = _check_public_url(name, raw)
     name, raw = get("dashboard_cookie_secret")
     if raw is not None and raw.strip():  # empty: not configured
         values["dashboard_cookie_secret"] = _check_cookie_secret(name, raw)

@@ -17,6 +17,7 @@ from warehouse.portal_store import ChargerSummary, Location, charger_summaries, 
 
 _SITE_KEY = "ctx_site"
 _CHARGER_KEY = "ctx_charger"
+_FOCUS_KEY = "ctx_focus"
 _ALL = "__all__"
 
 
@@ -43,6 +44,11 @@ def _load(user: Principal) -> tuple[list[Location], list[ChargerSummary]]:
 def sidebar(user: Principal) -> Context:
     """Draw the location and charger switchers; remember the choice for the session."""
     locs, summaries = _load(user)
+    wanted = st.session_state.pop(_FOCUS_KEY, None)
+    focus = next((s for s in summaries if s.charger_id == wanted), None)
+    if focus is not None:
+        st.session_state[_SITE_KEY] = focus.site_id or ""
+        st.session_state[_CHARGER_KEY] = focus.charger_id
     site_options = [_ALL] + [loc.site_id or "" for loc in locs]
     names = {loc.site_id or "": f"{loc.name} ({loc.chargers})" for loc in locs} | {_ALL: "All locations"}
     if st.session_state.get(_SITE_KEY) not in site_options:
@@ -61,6 +67,11 @@ def sidebar(user: Principal) -> Context:
     ctx = Context(locs, here, site_id, charger)
     st.session_state["ctx"] = ctx
     return ctx
+
+
+def focus_charger(charger_id: str) -> None:
+    """Make ``charger_id`` the active charger (and its location) at the next sidebar draw."""
+    st.session_state[_FOCUS_KEY] = charger_id
 
 
 def active() -> Context:

@@ -65,11 +65,14 @@ def mailer_from_settings(settings: Settings) -> InviteMailer | None:
 
 
 def dashboard_base_url(settings: Settings) -> str:
-    """Where the dashboards are reached, for links: ``http://<dashboard_host>:<dashboard_port>``.
+    """Where people reach the dashboards, for the links sent to them.
 
-    A wildcard bind address (``0.0.0.0``, ``::``) is no address to send anyone; ``localhost``
-    stands in for it. Behind a proxy the public URL differs: pass it to the service instead.
+    ``FLOWBANK_DASHBOARD_PUBLIC_URL`` when set (behind a proxy: the proxy's address, path prefix
+    included). Otherwise ``http://<dashboard_host>:<dashboard_port>``, with ``localhost`` standing
+    in for a wildcard bind address (``0.0.0.0``, ``::``), which is no address to send anyone.
     """
+    if settings.dashboard_public_url:
+        return settings.dashboard_public_url.rstrip("/")
     host = settings.dashboard_host
     if host in ("", "0.0.0.0", "::"):  # noqa: S104 - recognising the wildcard, not binding to it
         host = "localhost"

@@ -9,6 +9,7 @@ reloaded on every run so a revoked membership takes effect on the next click.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,14 +118,14 @@ def signed_in() -> Principal | None:
     return acc.principal(str(st.session_state[_PRINCIPAL_KEY]))
 
 
-def sign_in_screen() -> None:
+def sign_in_screen(notice: Callable[[], None] | None = None) -> None:
+    """The signed-out screen; ``notice`` draws above the button (an opened invitation, say)."""
     st.title("FlowBankOS")
     st.caption("EV charging, managed.")
     if auth_configured():
         st.write("Sign in to see your chargers, sessions and sites.")
-        if "token" in st.query_params:
-            st.info("You opened an invitation. Sign in with the e-mail address it was sent to, then open the "
-                    "invitation link again to accept it.")
+        if notice is not None:
+            notice()
         st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
     else:
         st.error("Sign-in is not configured on this server. Start the dashboards with `flowbank dashboard`, "
@@ -132,7 +133,7 @@ def sign_in_screen() -> None:
                  "`.streamlit/secrets.toml` for your identity provider.")
 
 
-def current_user() -> Principal:
+def current_user(*, sign_in_notice: Callable[[], None] | None = None) -> Principal:
     """The signed-in user, or stop the page with the sign-in screen (or a clear refusal)."""
     try:
         principal = signed_in()
@@ -141,6 +142,6 @@ def current_user() -> Principal:
         st.button("Sign out", on_click=st.logout, key="sign_out_refused")
         st.stop()
     if principal is None:
-        sign_in_screen()
+        sign_in_screen(sign_in_notice)
         st.stop()
     return principal

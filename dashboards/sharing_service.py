@@ -5,7 +5,8 @@ with an access check (``control.access.Permission``): ``MANAGE_MEMBERS`` to list
 revoke, remove and set the cap; ``RESERVE`` to book and cancel one's own reservation (cancelling
 someone else's needs ``MANAGE_MEMBERS``); ``VIEW`` for the shared schedule; ``VIEW_ALL_SESSIONS``
 for everyone's usage, else ``VIEW_OWN_SESSIONS`` for one's own. Accepting an invitation needs no
-role (the token is the credential) but the signed-in user's e-mail must be the invited one.
+role (the token is the credential, or its digest for a link remembered across sign-in by
+:mod:`dashboards.invite_links`) but the signed-in user's e-mail must be the invited one.
 
 Refusals by policy raise :class:`~dashboards.access.AccessDenied`; refusals by the sharing rules
 (cap reached, expired invitation, bad slot) raise :class:`SharingError` with a sentence for the
@@ -111,6 +112,17 @@ class InvitePreview:
     status: InviteStatus
     refusal: str | None       # why accepting would be refused; None: it can be accepted
     expiry_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDigest:
+    """An invitation link remembered across sign-in: the SHA-256 of its token, never the token.
+    Only the server makes one (from its own pending_invite_links row), never from user input."""
+
+    value: bytes = field(repr=False)
+
+
+InviteLink = str | TokenDigest    # the token from the link's ?token=, or a remembered link
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,9 +364,9 @@ class SharingService:
                 error = f"{type(exc).__name__}: {exc}"
         return SentInvite(invite_id, charger_id, email, link, token.expires_at, expiry, emailed, error, sent_count)
 
-    def preview(self, who: Principal, token: str) -> InvitePreview:
+    def preview(self, who: Principal, link: InviteLink) -> InvitePreview:
         """What an invitation link offers the signed-in user, and whether accepting would work."""
-        row = self._find(token)
+        row = self._find(link)
         now = self._access.now()
         status = rules.invite_status(expires_at=row.expires_at, accepted_at=row.accepted_at,
                                      revoked_at=row.revoked_at, now=now)
@@ -366,15 +378,15 @@ class SharingService:
         return InvitePreview(row.charger_name, row.created_by_name, rules.mask_email(row.email), status, refusal,
                              rules.expiry_text(row.expires_at, now, who.time_zone))
 
-    def accept(self, who: Principal, token: str) -> Accepted:
+    def accept(self, who: Principal, link: InviteLink) -> Accepted:
         """Grant the signed-in user the invited role on the charger (once, before expiry, right e-mail)."""
-        charger_id = self._find(token).charger_id
+        charger_id = self._find(link).charger_id
         now = self._access.now()
         with self._access.connection() as conn, conn.transaction():
             cap = sharing_store.lock_charger(conn, charger_id)  # the cap check and the grant are one step
-            row = sharing_store.invite_by_digest(conn, rules.token_digest(token), for_update=True)
+            row = sharing_store.invite_by_digest(conn, link_digest(link), for_update=True)
             if row is None:
-                raise self._refuse_accept(who, charger_id, _REPLACED)
+                raise self._refuse_accept(who, charger_id, REPLACED)
             status = rules.invite_status(expires_at=row.expires_at, accepted_at=row.accepted_at,
                                          revoked_at=row.revoked_at, now=now)
             refusal = rules.refusal_for(status, expires_at=row.expires_at, owner_name=row.created_by_name,
@@ -398,18 +410,16 @@ class SharingService:
                     access_store.grant_charger_role(conn, who.user_id, charger_id, role, by=row.created_by)
             if not sharing_store.mark_accepted(conn, row.invite_id, user_id=who.user_id, now=now):
                 raise self._refuse_accept(who, charger_id, rules.refusal_for(
-                    InviteStatus.ACCEPTED, expires_at=row.expires_at, owner_name=row.created_by_name) or _REPLACED)
+                    InviteStatus.ACCEPTED, expires_at=row.expires_at, owner_name=row.created_by_name) or REPLACED)
         self._access.log(who, "accept_invite", charger_id, detail=row.invite_id)
         return Accepted(charger_id, row.charger_name, Role(current) if current else role, current is not None)
 
-    def _find(self, token: str) -> sharing_store.InviteRow:
-        if not rules.looks_like_token(token):
-            raise InviteRefused("This invitation link is incomplete or damaged. Open the whole link from the "
-                                "e-mail, or scan the QR code again.")
+    def _find(self, link: InviteLink) -> sharing_store.InviteRow:
+        digest = link_digest(link)
         with self._access.connection() as conn:
-            row = sharing_store.invite_by_digest(conn, rules.token_digest(token))
+            row = sharing_store.invite_by_digest(conn, digest)
         if row is None:
-            raise InviteRefused(_REPLACED)
+            raise InviteRefused(REPLACED)
         return row
 
     def _refuse_accept(self, who: Principal, charger_id: str, message: str, *, detail: str | None = None,
@@ -539,8 +549,19 @@ class SharingService:
         return UsageBreakdown(scope, tuple(_usage_line(r) for r in rows))
 
 
-_REPLACED = ("This invitation link is no longer valid. If the owner resent the invitation, use the newest link; "
-             "otherwise ask them to send a new one.")
+REPLACED = ("This invitation link is no longer valid. If the owner resent the invitation, use the newest link; "
+            "otherwise ask them to send a new one.")
+DAMAGED = ("This invitation link is incomplete or damaged. Open the whole link from the e-mail, or scan the QR "
+           "code again.")
+
+
+def link_digest(link: InviteLink) -> bytes:
+    """The token digest an invitation is stored under; :class:`InviteRefused` for a damaged token."""
+    if isinstance(link, TokenDigest):
+        return link.value
+    if not rules.looks_like_token(link):
+        raise InviteRefused(DAMAGED)
+    return rules.token_digest(link)
 
 
 def _usage_line(row: sharing_store.UsageRow) -> UsageLine:
