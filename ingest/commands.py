@@ -35,6 +35,16 @@ limit ends with the transaction) and TxDefaultProfile otherwise, at our stack le
 profile id derived from (connector, purpose) so a new limit replaces ours and nobody else's.
 CLEAR_LIMIT clears exactly that profile id; "Unknown" (nothing installed) counts as accepted,
 since the charger is then unlimited by us, which is what was asked.
+
+The profile is shaped to the charger's learned capabilities (``ChargerState.capabilities``, see
+:mod:`ingest.profile_shaping`): rate unit, stack level, phases, period count. Unknown ones leave
+the command's values as they are.
+
+``purpose`` ChargePointMaxProfile / ChargingStationMaxProfile (either name, sent in the version's
+own) limits the whole charger: connector 0 only, and written at most once per
+``ChargerState.station_max_interval`` per charger (a lower limit goes at once): a refused write
+FAILS with the time the next may go. The session records each accepted one
+(``OutboundCall.station_max``).
 """
 
 from __future__ import annotations
@@ -43,10 +53,12 @@ import math
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from control.contract import Command, CommandKind, CommandOutcome, JsonScalar, OcppVersion
+from ingest.profile_shaping import DEFAULT_STATION_MAX_INTERVAL, fit_periods, shape_limit, station_max_refusal
+from warehouse.capability_store import ChargerCapabilities, MaxProfileWrite
 
 V16: Final = OcppVersion.V16
 DEFAULT_STACK_LEVEL: Final = 1
@@ -54,6 +66,8 @@ PROFILE_ID_BASE: Final = 71_000
 DEFAULT_ID_TAG: Final = "FLOWBANK"
 _ACCEPTING: Final = frozenset({"Accepted", "Scheduled", "RebootRequired", "Unlocked", "AcceptedCanceled"})
 _TX_DEFAULT, _TX = "TxDefaultProfile", "TxProfile"
+_STATION_MAX: Final = {OcppVersion.V16: "ChargePointMaxProfile", OcppVersion.V201: "ChargingStationMaxProfile"}
+_STATION_MAX_NAMES: Final = frozenset(_STATION_MAX.values())
 
 
 class CommandBuildError(ValueError):
@@ -62,15 +76,22 @@ class CommandBuildError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ChargerState:
-    """What the live session knows that shapes a call: running transactions by connector/EVSE."""
+    """What the live session knows that shapes a call: running transactions by connector/EVSE,
+    the charger's learned capabilities (None: not known) and its last charge-point-wide profile."""
 
     transactions: Mapping[int, str] = field(default_factory=dict)
+    capabilities: ChargerCapabilities | None = None
+    station_max: MaxProfileWrite | None = None
+    station_max_interval: timedelta = DEFAULT_STATION_MAX_INTERVAL
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundCall:
     action: str
     payload: dict[str, Any]
+    # A charge-point-wide profile this call installs (limit, unit) or clears (None, None): the
+    # session records it once the charger accepted, for the write rate limit.
+    station_max: tuple[float | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +156,8 @@ def derived_int_id(command_id: str) -> int:
 
 
 def profile_id(connector: int, purpose: str) -> int:
-    return PROFILE_ID_BASE + connector * 10 + (2 if purpose == _TX else 1)
+    kind = 2 if purpose == _TX else 3 if purpose in _STATION_MAX_NAMES else 1
+    return PROFILE_ID_BASE + connector * 10 + kind
 
 
 def _connector(cmd: Command) -> int:
@@ -183,38 +205,61 @@ def _optional(**items: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- builders
 
 
+def _purpose(cmd: Command, v: OcppVersion, tx: str | None) -> str:
+    given = _text(cmd, "purpose")
+    if given in _STATION_MAX_NAMES:
+        if cmd.connector_id:
+            raise CommandBuildError(f"a {given} limits the whole charger: send it without a connector_id (or 0)")
+        return _STATION_MAX[v]
+    return given or (_TX if tx else _TX_DEFAULT)
+
+
+def _check_station_max(state: ChargerState, now: datetime, limit: float | None, unit: str | None) -> None:
+    refusal = station_max_refusal(state.station_max, state.station_max_interval, now, limit, unit)
+    if refusal is not None:
+        raise CommandBuildError(refusal)
+
+
 def _set_limit(cmd: Command, v: OcppVersion, state: ChargerState, now: datetime) -> OutboundCall:
     raw_limit = _param(cmd, "limit", (int, float), required=True)
     if not math.isfinite(raw_limit) or raw_limit < 0:
         raise CommandBuildError("params.limit must be a finite number >= 0")
-    limit = math.floor(float(raw_limit) * 10 + 1e-9) / 10  # both versions: one decimal; never round up
     unit = _text(cmd, "unit") or "A"
     if unit not in ("A", "W"):
         raise CommandBuildError("params.unit must be 'A' or 'W'")
     connector = _connector(cmd)
     tx = _running_tx(cmd, state)
-    purpose = _text(cmd, "purpose") or (_TX if tx else _TX_DEFAULT)
+    purpose = _purpose(cmd, v, tx)
     if purpose == _TX and not tx:
         raise CommandBuildError(f"no transaction is running on connector {connector} for a TxProfile")
-    stack = _int(cmd, "stack_level") or DEFAULT_STACK_LEVEL
-    period = _optional(startPeriod=0, limit=limit, numberPhases=_int(cmd, "phases"))
+    caps = state.capabilities
+    shaped = shape_limit(float(raw_limit), unit, stack_level=_int(cmd, "stack_level") or DEFAULT_STACK_LEVEL,
+                         phases=_int(cmd, "phases"), caps=caps)
+    station_max = None
+    if purpose in _STATION_MAX_NAMES:
+        _check_station_max(state, now, shaped.limit, shaped.unit)
+        station_max = (shaped.limit, shaped.unit)
+    periods = fit_periods([_optional(startPeriod=0, limit=shaped.limit, numberPhases=shaped.number_phases)],
+                          caps.max_periods if caps is not None else None)
     pid = profile_id(connector, purpose)
     schedule: dict[str, Any]
     profile: dict[str, Any]
     if v is V16:
-        schedule = {"chargingRateUnit": unit, "startSchedule": ocpp_time(now), "chargingSchedulePeriod": [period]}
-        profile = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
+        schedule = {"chargingRateUnit": shaped.unit, "startSchedule": ocpp_time(now),
+                    "chargingSchedulePeriod": periods}
+        profile = {"chargingProfileId": pid, "stackLevel": shaped.stack_level, "chargingProfilePurpose": purpose,
                    "chargingProfileKind": "Absolute", "chargingSchedule": schedule}
         if purpose == _TX:
             profile["transactionId"] = _int_tx(tx)
-        return OutboundCall("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile})
-    schedule = {"id": pid, "startSchedule": ocpp_time(now), "chargingRateUnit": unit,
-                "chargingSchedulePeriod": [period]}
-    profile = {"id": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
+        return OutboundCall("SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile},
+                            station_max)
+    schedule = {"id": pid, "startSchedule": ocpp_time(now), "chargingRateUnit": shaped.unit,
+                "chargingSchedulePeriod": periods}
+    profile = {"id": pid, "stackLevel": shaped.stack_level, "chargingProfilePurpose": purpose,
                "chargingProfileKind": "Absolute", "chargingSchedule": [schedule]}
     if purpose == _TX:
         profile["transactionId"] = tx
-    return OutboundCall("SetChargingProfile", {"evseId": connector, "chargingProfile": profile})
+    return OutboundCall("SetChargingProfile", {"evseId": connector, "chargingProfile": profile}, station_max)
 
 
 def _int_tx(tx: str | None) -> int:
@@ -225,11 +270,15 @@ def _int_tx(tx: str | None) -> int:
 
 
 def _clear_limit(cmd: Command, v: OcppVersion, state: ChargerState, now: datetime) -> OutboundCall:
-    purpose = _text(cmd, "purpose") or (_TX if _running_tx(cmd, state) else _TX_DEFAULT)
+    purpose = _purpose(cmd, v, _running_tx(cmd, state))
     pid = profile_id(_connector(cmd), purpose)
+    station_max: tuple[float | None, str | None] | None = None
+    if purpose in _STATION_MAX_NAMES:
+        _check_station_max(state, now, None, None)
+        station_max = (None, None)
     if v is V16:
-        return OutboundCall("ClearChargingProfile", {"id": pid})
-    return OutboundCall("ClearChargingProfile", {"chargingProfileId": pid})
+        return OutboundCall("ClearChargingProfile", {"id": pid}, station_max)
+    return OutboundCall("ClearChargingProfile", {"chargingProfileId": pid}, station_max)
 
 
 def _start(cmd: Command, v: OcppVersion, state: ChargerState, now: datetime) -> OutboundCall:

@@ -11,6 +11,10 @@ converts keys with regexes that mangle some names (``associated`` -> ``asSoCiate
 on CALLERROR codes it does not know. One command task per connection sends at most one CALL at
 a time (OCPP-J) and takes its commands from the shared PG queue, so the order holds across
 processes.
+
+Capabilities (rate unit, stack levels, phases, periods) are asked once per boot by the same
+command task, ahead of the next command, and kept on the session for shaping every
+SetChargingProfile without a round trip of its own (:mod:`ingest.capability_session`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -41,6 +45,7 @@ from control.contract import (
     decode,
 )
 from ingest import replies
+from ingest.capability_session import CapabilityKeeper, CapabilityPolicy, SessionCapabilities
 from ingest.commands import ChargerState, CommandBuildError, Interpretation, build_call, interpret
 from ingest.normalize import NormalizeError, normalize_call
 from ingest.validation import (
@@ -146,6 +151,9 @@ class BridgeContext:
     # frame-to-PUBACK latency, see EventPublisher.publish); None: publisher.publish(event).
     publish_at: Callable[[Event, int], None] | None = None
     frame_log: FrameRecorder | None = None  # None: raw frames are not kept
+    # Where capabilities are kept for every bridge; None: never asked, profiles go as commanded.
+    capability_keeper: CapabilityKeeper | None = None
+    capability_policy: CapabilityPolicy = field(default_factory=CapabilityPolicy)
 
 
 class ChargerSession:
@@ -166,6 +174,8 @@ class ChargerSession:
         publisher = ctx.publisher
         self._publish_at: Callable[[Event, int], None] = ctx.publish_at or (lambda event, _ns: publisher.publish(event))
         self._frame_log = ctx.frame_log
+        self.capabilities = SessionCapabilities(charger_id, version, ctx.capability_keeper, ctx.capability_policy,
+                                                ctx.clock, self._wake.set)
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -202,6 +212,7 @@ class ChargerSession:
             reason = by_peer if exc.rcvd_then_sent or not self.close_reason else self.close_reason
         finally:
             self._closed = True
+            self.capabilities.close()
             self._wake.set()
             if self._pending is not None and not self._pending[1].done():
                 self._pending[1].set_exception(ConnectionClosed(None, None))
@@ -250,6 +261,8 @@ class ChargerSession:
             return
         self._publish_events(frame, raw, received_at, transaction_id, received_ns)
         await self._send(encode_result(frame.message_id, reply))
+        if frame.action == "BootNotification" and reply.get("status") == "Accepted":
+            self.capabilities.booted(frame.payload)  # asked from the command task, after this answer
 
     def _publish_events(self, frame: CallFrame, raw: bytes, received_at: datetime,
                         transaction_id: str | None, received_ns: int) -> None:
@@ -316,11 +329,18 @@ class ChargerSession:
             self._pending = None
 
     async def _command_loop(self) -> None:
+        await self.capabilities.start()
         self._wake.set()  # commands queued while the charger was away
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
             while not self._closed:
+                if self.capabilities.due:
+                    try:
+                        await self.capabilities.learn(self.call)
+                    except Exception:  # a bug must not stop the commands
+                        log.exception("%s: asking for the capabilities failed", self.charger_id)
+                    continue
                 try:
                     claimed = await self.ctx.queue.claim_next(self.charger_id, self.ctx.clock())
                 except Exception:
@@ -342,8 +362,11 @@ class ChargerSession:
         now = self.ctx.clock()
         if command.expires_at <= now:
             return Interpretation(CommandOutcome.EXPIRED, detail="the command expired before it could be sent")
+        caps = self.capabilities
+        state = ChargerState(dict(self.transactions), caps.current, caps.station_max,
+                             caps.policy.station_max_interval)
         try:
-            call = build_call(command, self.version, ChargerState(dict(self.transactions)), now)
+            call = build_call(command, self.version, state, now)
         except CommandBuildError as exc:
             return Interpretation(CommandOutcome.FAILED, detail=str(exc))
         problem = check_payload(self.version, call.action, call.payload)
@@ -363,7 +386,10 @@ class ChargerSession:
         if problem is not None:
             self.dead_letter(f"{call.action} answer breaks the schema: {problem}", str(answer.payload))
             return Interpretation(CommandOutcome.FAILED, detail=f"invalid {call.action} answer: {problem}")
-        return interpret(command, self.version, call, answer.payload)
+        result = interpret(command, self.version, call, answer.payload)
+        if result.outcome is CommandOutcome.ACCEPTED and call.station_max is not None:
+            await caps.record(call, command.command_id, now)
+        return result
 
     async def _finish(self, claimed: ClaimedCommand, result: Interpretation) -> None:
         """Record the outcome, then publish it: only the process that records it publishes."""

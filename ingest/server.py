@@ -28,7 +28,7 @@ import signal
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -42,6 +42,7 @@ from websockets.typing import Subprotocol
 from control.contract import OcppVersion
 from control.settings import Settings
 from ingest.auth import Authenticator
+from ingest.capability_session import CapabilityPolicy
 from ingest.command_channel import SESSION_EXPIRY_S, CommandChannel
 from ingest.csms import BridgeContext, ChargerSession, TransactionIds, utc_now
 from ingest.frame_log import FrameLog
@@ -49,6 +50,7 @@ from ingest.latency import STATS_FILE_ENV, StatsFile
 from ingest.publisher import EventPublisher
 from ingest.replies import AcceptAnyToken, AuthorizationPolicy
 from ingest.validation import MAX_FRAME_BYTES
+from warehouse.capability_store import CapabilityStore
 from warehouse.command_queue import CommandQueue
 from warehouse.registry import ChargerRegistry
 
@@ -83,6 +85,11 @@ class BridgeOptions:
     stats_file: Path | None = None
     # Raw OCPP frames kept per charger for the support console's timeline (0: none kept).
     frame_log_keep: int = 200
+    # Charger capabilities (ingest/capability_session.py): asked once per boot, again when older
+    # than max age; a charger that connects without booting is asked after the grace if need be.
+    # False: never asked; profiles go out as commanded.
+    learn_capabilities: bool = True
+    capabilities: CapabilityPolicy = field(default_factory=CapabilityPolicy)
 
 
 def select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -165,6 +172,8 @@ class Bridge:
             new_message_id=self._new_message_id, heartbeat_interval_s=s.heartbeat_interval_s,
             response_timeout_s=s.ocpp_response_timeout_s, authorization=self._authorization, spawn=self._spawn,
             max_frame_bytes=o.max_frame_bytes, publish_at=self._publisher.publish, frame_log=self._frame_log,
+            capability_keeper=CapabilityStore(self._pool, s.bridge_id) if o.learn_capabilities else None,
+            capability_policy=o.capabilities,
         )
         self._channel = CommandChannel(
             s.mqtt, bridge_id=s.bridge_id, queue=queue, publisher=self._publisher, sessions=self.sessions,

@@ -76,7 +76,8 @@ class Station:
         self._sink: Callable[[SimEvent], None] = self.events.append
         self.profiles = ProfileStore()
         self.variables = Variables.defaults(connectors=spec.connectors, heartbeat_s=options.heartbeat_interval_s,
-                                            sample_interval_s=options.sample_interval_s)
+                                            sample_interval_s=options.sample_interval_s,
+                                            phases=spec.hardware.phases, dc=spec.hardware.dc, version=spec.ocpp_version)
         self.unwritten: list[Session] = []  # sessions whose ground-truth line is not written yet
         self.session_count = 0
         self.reboot_when_idle: str | None = None
