@@ -222,8 +222,11 @@ def check_energy(truth: Truth, s: dict[str, Any], r: SessionRecord) -> None:
     sid, res = Truth.sid(s), resolution_wh(s)
     if truth.faults_of(s, FaultCode.REGISTER_RESET):
         # The energy between the last reading before the reset and the reset itself is in no
-        # reading: at most one meter interval at the session's peak power is unknowable.
-        lost = (r.peak_power_w or 0.0) * INTERVAL_S / 3600.0
+        # reading: at most one meter interval at the session's peak power is unknowable. 2 % on
+        # top: the interval runs a little long under load, and the power in the unseen interval
+        # can exceed every sampled one (DC power rises with the battery's voltage); a run missed
+        # the bound without it by 0.003 Wh in 215 Wh.
+        lost = (r.peak_power_w or 0.0) * 1.02 * INTERVAL_S / 3600.0
         assert s["energy_wh"] - lost - res <= r.energy_wh <= s["energy_wh"] + res, (sid, r.energy_wh, s)
         return
     assert r.energy_wh == pytest.approx(s["meter_stop_wh"] - s["meter_start_wh"], abs=0.01), (sid, "registers", s)
