@@ -15,7 +15,7 @@ total. Money: sums of ``net_nano``/``vat_nano`` rounded half up once (:func:`war
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -225,7 +225,7 @@ class PeriodTotal:
         return ADD_TARIFF_MESSAGE if self.no_tariff_sessions else None
 
 
-def _period_totals(energy: list[dict[str, Any]], costs: list[dict[str, Any]]) -> dict[date | None, PeriodTotal]:
+def period_totals(energy: list[dict[str, Any]], costs: list[dict[str, Any]]) -> dict[date | None, PeriodTotal]:
     """PeriodTotals from rows of (period, energy_wh, sessions) and (period, currency, net_nano,
     vat_nano, no_tariff), as both summaries query them."""
     out: dict[date | None, PeriodTotal] = {}
@@ -259,7 +259,7 @@ def summarize(history: pl.DataFrame, flt: HistoryFilter, by: Literal["month", "y
         from session_costs where session_id = any(%(ids)s) and day between %(first)s and %(last)s
         group by 1, 2""", {"ids": ids, "first": flt.first_day, "last": flt.last_day})  # noqa: S608
     uncosted_ids = history.filter(~pl.col("excluded") & (pl.col("cost_status") == "uncosted"))
-    out = _period_totals(energy, costs)
+    out = period_totals(energy, costs)
 
     def period_of(day: date) -> date | None:
         return None if by == "all" else (day.replace(day=1) if by == "month" else day.replace(month=1, day=1))
@@ -385,7 +385,13 @@ def summarize_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter,
                    select 1 from session_costs k where k.session_id = b.session_id
                      and k.day between %(first)s::date - 31 and %(last)s::date + 31)) as uncosted
         from base b group by 1""", params)  # noqa: S608 - fixed text
-    out = _period_totals(energy, costs)
+    out = period_totals(energy, costs)
+    add_start_counts(out, counts)
+    return [out[k] for k in sorted(out, key=lambda d: d or date.min)]
+
+
+def add_start_counts(out: dict[date | None, PeriodTotal], counts: Iterable[dict[str, Any]]) -> None:
+    """Add rows of (period, excluded, uncosted), sessions counted in the period they started, to ``out``."""
     for row in counts:
         if not (row["excluded"] or row["uncosted"]):
             continue
@@ -393,7 +399,6 @@ def summarize_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter,
         out[row["period"]] = PeriodTotal(total.period, total.energy_wh, total.sessions,
                                          total.excluded_sessions + int(row["excluded"]), total.costs,
                                          total.no_tariff_sessions, total.uncosted_sessions + int(row["uncosted"]))
-    return [out[k] for k in sorted(out, key=lambda d: d or date.min)]
 
 
 def top_chargers_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter, *, limit: int = 10,
@@ -412,6 +417,11 @@ def top_chargers_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter,
         select e.charger_id, m.currency, c.display_name as charger_name, e.energy_wh, e.sessions, m.net_nano
         from energy e left join money m using (charger_id) left join chargers c using (charger_id)
         order by e.energy_wh desc, e.charger_id limit %(limit)s""", {**params, "limit": limit})  # noqa: S608
+    return top_frame(rows)
+
+
+def top_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Rows of (charger_id, currency, charger_name, energy_wh, sessions, net_nano) as the top chargers."""
     schema = pl.Schema({"charger_id": pl.String(), "currency": pl.String(), "charger_name": pl.String(),
                         "energy_wh": pl.Float64(), "sessions": pl.Int64(), "net_nano": pl.Int64()})
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -426,6 +436,11 @@ def excluded_sql(conn: Connection, scope: Sequence[str], flt: HistoryFilter, *, 
     rows = _fetch(conn, "excluded sessions", f"""{base_sql}
         select session_id, charger_id, started_at, energy_wh, flags from base where excluded
         order by started_at, session_id limit %(limit)s""", {**params, "limit": limit})  # noqa: S608
+    return excluded_frame(rows)
+
+
+def excluded_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Rows of (session_id, charger_id, started_at, energy_wh, flags), with their reasons (sentences)."""
     schema = pl.Schema({"session_id": pl.String(), "charger_id": pl.String(), "started_at": _UTC_US,
                         "energy_wh": pl.Float64(), "flags": pl.List(pl.String())})
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)

@@ -80,7 +80,9 @@ else:
     st.dataframe(overview.top.select("charger_id", "charger_name", "sessions", pl.col("energy_kwh").round(1), "net",
                                      "currency"), hide_index=True, width="stretch")
 if not overview.excluded.is_empty():
-    with st.expander(f"{overview.excluded.height} corrupted session(s), excluded from every figure above"):
+    listed = overview.excluded.height  # the first few hundred; total.excluded_sessions counts them all
+    more = f" (the first {listed:,} listed)" if total.excluded_sessions > listed else ""
+    with st.expander(f"{total.excluded_sessions:,} corrupted session(s), excluded from every figure above{more}"):
         st.dataframe(overview.excluded.with_columns(pl.col("reasons").list.join("; ")).drop("flags"),
                      hide_index=True, width="stretch")
 
