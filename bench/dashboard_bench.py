@@ -192,7 +192,7 @@ def measure(pages: list[str], runs: int, email: str, *, before_run: Callable[[],
     from streamlit.testing.v1 import AppTest
 
     user = {"is_logged_in": True, "email": email, "name": "Bench", "sub": "bench-fleet", "iss": "http://bench"}
-    pages = [p for p in pages if (ROOT / "dashboards" / "pages" / p).exists()]
+    pages = [p for p in pages if (ROOT / "dashboards" / "views" / p).exists()]
     first: dict[str, list[float]] = {p: [] for p in pages}
     again: dict[str, list[float]] = {p: [] for p in pages}
     for i in range(runs + 1):  # the first round warms imports and cached resources: not counted
@@ -219,7 +219,7 @@ def measure(pages: list[str], runs: int, email: str, *, before_run: Callable[[],
                 continue
             before_run()
             t0 = time.perf_counter()
-            at.switch_page(f"pages/{page}").run()
+            at.switch_page(f"views/{page}").run()
             opened = time.perf_counter() - t0
             if at.exception:
                 raise RuntimeError(f"{page}: {at.exception[0].message}")
@@ -245,7 +245,7 @@ def main() -> int:
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--days", type=int, default=365, help="days of session history (default 365)")
     parser.add_argument("--runs", type=int, default=5, help="fresh sessions per page (default 5)")
-    parser.add_argument("--pages", default=",".join(DEFAULT_PAGES), help="pages under dashboards/pages/")
+    parser.add_argument("--pages", default=",".join(DEFAULT_PAGES), help="pages under dashboards/views/")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     parser.add_argument("--live", action="store_true",

@@ -15,7 +15,7 @@ import streamlit as st
 
 from control.access import Role
 
-PAGES_DIR: Final = Path(__file__).resolve().parent / "pages"
+PAGES_DIR: Final = Path(__file__).resolve().parent / "views"
 
 _O, _M, _F, _S, _I, _OP = Role.OWNER, Role.MEMBER, Role.FLEET_MANAGER, Role.SUPPORT, Role.INSTALLER, Role.OPERATOR
 _EVERYONE: Final = frozenset(Role)

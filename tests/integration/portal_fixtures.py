@@ -76,7 +76,7 @@ def portal_dsn(base_settings: Settings) -> Iterator[str]:
 
 @pytest.fixture()
 def run_app(portal_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[..., AppTest]]:
-    """``run_app("owner", page="pages/live.py")``: the app run once as that demo user (or ``None``)."""
+    """``run_app("owner", page="views/live.py")``: the app run once as that demo user (or ``None``)."""
     monkeypatch.setenv("FLOWBANK_PG_DSN", portal_dsn)
     monkeypatch.setenv("FLOWBANK_DATA_DIR", str(tmp_path / "data"))
     runtime.close_resources()

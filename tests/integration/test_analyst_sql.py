@@ -53,7 +53,7 @@ def test_nobody_else_may_query_the_whole_lake(service: AnalystService, portal_ds
 
 
 def test_the_page_runs_a_query_as_support(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("support", page="pages/sql.py")
+    at = run_app("support", page="views/sql.py")
     assert not at.exception, at.exception
     at.text_area(key="sql_query").set_value("select 7 as seven").run()
     at.button(key="sql_run").click().run()
@@ -65,4 +65,4 @@ def test_the_page_is_not_offered_to_an_owner(run_app: Callable[..., AppTest]) ->
     at = run_app("owner")
     assert not at.exception, at.exception
     with pytest.raises(Exception):  # noqa: B017 - AppTest raises its own error for a page not in the navigation
-        at.switch_page("pages/sql.py").run()
+        at.switch_page("views/sql.py").run()

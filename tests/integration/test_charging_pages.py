@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.integration
 
-LIVE = "pages/live.py"
+LIVE = "views/live.py"
 
 
 def _text(at: AppTest) -> str:
@@ -26,10 +26,10 @@ def test_the_chargers_page_draws_for_every_role_that_sees_it(run_app: Callable[.
     assert "Bay 1 · connector 1" in _text(at)
 
 
-@pytest.mark.parametrize(("role", "page"), [(r, p) for p in ("pages/schedules.py", "pages/load.py", "pages/device.py")
+@pytest.mark.parametrize(("role", "page"), [(r, p) for p in ("views/schedules.py", "views/load.py", "views/device.py")
                                             for r in ("owner", "fleet_manager", "operator")]
-                         + [("support", "pages/load.py"), ("support", "pages/device.py"),
-                            ("installer", "pages/device.py")])
+                         + [("support", "views/load.py"), ("support", "views/device.py"),
+                            ("installer", "views/device.py")])
 def test_each_page_draws_for_the_roles_that_see_it(run_app: Callable[..., AppTest], role: str, page: str) -> None:
     at = run_app(role, page=page)
     assert not at.exception, at.exception
@@ -68,7 +68,7 @@ def test_boost_asks_for_confirmation_first(run_app: Callable[..., AppTest]) -> N
 
 
 def test_rules_page_adds_a_rule_for_the_fleet_manager(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("fleet_manager", page="pages/schedules.py")
+    at = run_app("fleet_manager", page="views/schedules.py")
     assert any("no rules" in str(i.value) for i in at.info)
     at.selectbox(key="rule_preset").select("Limit to 10 A after 18:00").run()
     at.button(key="FormSubmitter:rule_form-Add rule").click().run()
@@ -77,12 +77,12 @@ def test_rules_page_adds_a_rule_for_the_fleet_manager(run_app: Callable[..., App
     assert at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
     rule_toggles = [t for t in at.toggle if t.key and t.key.startswith("enabled_")]
     assert len(rule_toggles) == 1 and rule_toggles[0].value is True
-    owner = run_app("owner", page="pages/schedules.py")
+    owner = run_app("owner", page="views/schedules.py")
     assert [t.disabled for t in owner.toggle if t.key and t.key.startswith("enabled_")] == [True]
 
 
 def test_device_page_shows_the_badge_and_locks_v2g(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("owner", page="pages/device.py")
+    at = run_app("owner", page="views/device.py")
     text = _text(at)
     assert "Not Supported" in text and "not in our device catalogue" in text
     assert at.button(key="FormSubmitter:v2g_settings-Save V2G settings").disabled

@@ -42,7 +42,7 @@ def _texts(at: AppTest) -> str:
 
 
 def test_locations_as_the_fleet_manager_shows_a_red_depot_pin_cards_and_scoped_settings(run_app: Run) -> None:
-    at = run_app("fleet_manager", page="pages/locations.py")
+    at = run_app("fleet_manager", page="views/locations.py")
     assert not at.exception, at.exception
     assert {(v["site"], v["pin"]) for v in _chart_values(at)} == {("Demo depot", "error")}  # SIM-0005 in error
     assert all(not at.button(key=f"start_{cid}").disabled for cid in CHARGERS)
@@ -53,7 +53,7 @@ def test_locations_as_the_fleet_manager_shows_a_red_depot_pin_cards_and_scoped_s
 
 
 def test_locations_refuses_a_duplicate_name_with_a_prompt(run_app: Run) -> None:
-    at = run_app("fleet_manager", page="pages/locations.py", session={"ctx_charger": "SIM-0003"})
+    at = run_app("fleet_manager", page="views/locations.py", session={"ctx_charger": "SIM-0003"})
     assert "Settings — Demo depot / Bay 3" in [h.value for h in at.subheader]
     at.text_input(key="set_name").input("Bay 1")
     submit = next(b for b in at.button if b.label == "Save settings")
@@ -64,7 +64,7 @@ def test_locations_refuses_a_duplicate_name_with_a_prompt(run_app: Run) -> None:
 
 
 def test_locations_as_an_owner_shows_only_their_chargers_and_cannot_move_the_shared_depot(run_app: Run) -> None:
-    at = run_app("owner", page="pages/locations.py")
+    at = run_app("owner", page="views/locations.py")
     assert not at.exception, at.exception
     starts = {b.key for b in at.button if b.key and b.key.startswith("start_")}
     assert starts == {"start_SIM-0001", "start_SIM-0002"}
@@ -75,7 +75,7 @@ def test_locations_as_an_owner_shows_only_their_chargers_and_cannot_move_the_sha
 
 
 def test_a_quick_stop_reports_the_outcome_within_seconds(run_app: Run) -> None:
-    at = run_app("operator", page="pages/locations.py")
+    at = run_app("operator", page="views/locations.py")
     at.button(key="stop_SIM-0004").click().run()
     assert not at.exception, at.exception
     # No bridge holds SIM-0004 in this test, so the command goes out and the answer does not come back.
@@ -87,7 +87,7 @@ def test_a_quick_stop_reports_the_outcome_within_seconds(run_app: Run) -> None:
 
 
 def test_the_fleet_overview_aggregates_and_filters_the_grid(run_app: Run) -> None:
-    at = run_app("fleet_manager", page="pages/fleet.py")
+    at = run_app("fleet_manager", page="views/fleet.py")
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Chargers"] == "6" and metrics["Errors"] == "1" and metrics["Active sessions"] == "2"
@@ -101,7 +101,7 @@ def test_the_fleet_overview_aggregates_and_filters_the_grid(run_app: Run) -> Non
 
 
 def test_the_fleet_overview_as_the_operator_shows_every_charger(run_app: Run) -> None:
-    at = run_app("operator", page="pages/fleet.py")
+    at = run_app("operator", page="views/fleet.py")
     assert not at.exception, at.exception
     assert int(next(m.value for m in at.metric if m.label == "Chargers")) >= len(CHARGERS)
 
@@ -110,7 +110,7 @@ def test_the_fleet_overview_as_the_operator_shows_every_charger(run_app: Run) ->
 
 
 def test_bulk_eco_on_every_charger_gives_a_result_per_charger(run_app: Run) -> None:
-    at = run_app("fleet_manager", page="pages/bulk.py")
+    at = run_app("fleet_manager", page="views/bulk.py")
     assert not at.exception, at.exception
     at.button(key="bulk_all").click().run()
     assert len(at.multiselect(key="bulk_chargers").value) == 6
@@ -125,7 +125,7 @@ def test_bulk_eco_on_every_charger_gives_a_result_per_charger(run_app: Run) -> N
 
 
 def test_bulk_boost_without_confirmation_fails_per_charger_and_offers_a_retry(run_app: Run) -> None:
-    at = run_app("operator", page="pages/bulk.py")
+    at = run_app("operator", page="views/bulk.py")
     at.multiselect(key="bulk_chargers").select("SIM-0001").select("SIM-0002").run()
     at.selectbox(key="bulk_action").select("set_mode").run()
     at.selectbox(key="bulk_mode").select("boost").run()
@@ -148,7 +148,7 @@ def test_the_departure_schedule_draws_sessions_plans_and_departures(run_app: Run
         conn.execute("insert into departures (charger_id, connector_id, departure_at, energy_wh) values"
                      " ('SIM-0003', 1, %s, 10000) on conflict (charger_id, connector_id) do update"
                      " set departure_at = excluded.departure_at", (now + timedelta(hours=6),))
-    at = run_app("fleet_manager", page="pages/fleet_schedule.py")
+    at = run_app("fleet_manager", page="views/fleet_schedule.py")
     assert not at.exception, at.exception
     kinds = {v.get("kind") for v in _chart_values(at) if "kind" in v}
     assert kinds == {"session", "planned"}
@@ -160,7 +160,7 @@ def test_the_departure_schedule_draws_sessions_plans_and_departures(run_app: Run
 
 
 def test_an_installer_sees_only_the_code_entry_until_a_valid_code(run_app: Run, portal_dsn: str) -> None:
-    at = run_app("installer", page="pages/installer.py")
+    at = run_app("installer", page="views/installer.py")
     assert not at.exception, at.exception
     assert [h.value for h in at.subheader] == ["🔒 Locked"]
     assert not at.metric  # no device data before the code
@@ -185,7 +185,7 @@ def test_an_installer_sees_only_the_code_entry_until_a_valid_code(run_app: Run, 
 
 
 def test_the_operator_issues_a_code_shown_once(run_app: Run) -> None:
-    at = run_app("operator", page="pages/installer.py")
+    at = run_app("operator", page="views/installer.py")
     assert not at.exception, at.exception
     at.button(key="issue_code").click().run()
     assert not at.exception, at.exception
@@ -195,7 +195,7 @@ def test_the_operator_issues_a_code_shown_once(run_app: Run) -> None:
 
 
 def test_the_departure_schedule_as_the_operator_renders(run_app: Run) -> None:
-    at = run_app("operator", page="pages/fleet_schedule.py")
+    at = run_app("operator", page="views/fleet_schedule.py")
     assert not at.exception, at.exception
     assert at.title[0].value == "Departure schedule"
     assert at.get("vega_lite_chart") or "No sessions or departures in this period." in [i.value for i in at.info]

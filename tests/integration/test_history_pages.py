@@ -91,7 +91,7 @@ def test_the_export_totals_equal_the_screen(portal_dsn: str) -> None:
 
 @pytest.mark.parametrize("role", ["owner", "member", "fleet_manager", "support"])
 def test_the_history_page_renders(run_app: Callable[..., AppTest], role: str) -> None:
-    at = run_app(role, page="pages/history.py", session={"hist_period": (date(2026, 11, 1), date(2026, 11, 30))})
+    at = run_app(role, page="views/history.py", session={"hist_period": (date(2026, 11, 1), date(2026, 11, 30))})
     assert not at.exception, at.exception
     if role in ("owner", "member"):
         table = at.dataframe[0].value
@@ -100,7 +100,7 @@ def test_the_history_page_renders(run_app: Callable[..., AppTest], role: str) ->
 
 @pytest.mark.parametrize("role", ["owner", "member", "fleet_manager"])
 def test_the_analytics_page_renders_and_builds_the_exports(run_app: Callable[..., AppTest], role: str) -> None:
-    at = run_app(role, page="pages/analytics.py", session={"an_year": 2026})
+    at = run_app(role, page="views/analytics.py", session={"an_year": 2026})
     assert not at.exception, at.exception
     at.button(key="an_prepare").click().run()
     assert not at.exception, at.exception
@@ -120,7 +120,7 @@ def test_notes_follow_the_sessions_visibility(portal_dsn: str) -> None:
 
 
 def test_the_monthly_total_on_screen_is_the_csvs(run_app: Callable[..., AppTest], portal_dsn: str) -> None:
-    at = run_app("owner", page="pages/analytics.py", session={"an_year": 2026})
+    at = run_app("owner", page="views/analytics.py", session={"an_year": 2026})
     assert not at.exception, at.exception
     months = at.dataframe[0].value  # the monthly table comes first
     november = months[months["month"] == "2026-11"]

@@ -43,6 +43,6 @@ def test_muting_a_charger_needs_access_to_it(portal_dsn: str) -> None:
 
 @pytest.mark.parametrize("role", ["owner", "member", "support", "installer"])
 def test_the_page_renders_for_everyone(run_app: Callable[..., AppTest], role: str) -> None:
-    at = run_app(role, page="pages/notifications.py")
+    at = run_app(role, page="views/notifications.py")
     assert not at.exception, at.exception
     assert at.title[0].value == "Notifications"

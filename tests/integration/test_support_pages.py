@@ -51,7 +51,7 @@ def _frame(at: AppTest, column: str) -> Any:
 
 @pytest.mark.parametrize("role", ["support", "operator"])
 def test_the_alert_feed_lists_open_alerts_with_guided_steps(run_app: Callable[..., AppTest], role: str) -> None:
-    at = run_app(role, page="pages/alerts.py")
+    at = run_app(role, page="views/alerts.py")
     assert not at.exception, at.exception
     assert at.title[0].value == "Alert feed"
     table = _frame(at, "id")
@@ -64,7 +64,7 @@ def test_the_alert_feed_lists_open_alerts_with_guided_steps(run_app: Callable[..
 
 
 def test_support_acknowledges_an_alert_with_a_note(run_app: Callable[..., AppTest], portal_dsn: str) -> None:
-    at = run_app("support", page="pages/alerts.py")
+    at = run_app("support", page="views/alerts.py")
     at.selectbox(key="alert_pick").set_value("al-ground").run()
     at.text_area(key="alert_note").set_value("customer informed").run()
     at.button(key="alert_ack").click().run()
@@ -77,14 +77,14 @@ def test_support_acknowledges_an_alert_with_a_note(run_app: Callable[..., AppTes
 
 
 def test_filters_apply_to_the_feed(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("support", page="pages/alerts.py")
+    at = run_app("support", page="views/alerts.py")
     at.multiselect(key="alert_f_kind").set_value(["charger_offline"]).run()
     assert not at.exception, at.exception
     assert set(_frame(at, "id")["id"]) == {"al-offline"}
 
 
 def test_a_fleet_manager_sees_the_feed_and_may_acknowledge(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("fleet_manager", page="pages/alerts.py")
+    at = run_app("fleet_manager", page="views/alerts.py")
     assert not at.exception, at.exception
     assert "al-waiting" in set(_frame(at, "id")["id"])
 
@@ -94,7 +94,7 @@ def test_a_fleet_manager_sees_the_feed_and_may_acknowledge(run_app: Callable[...
 
 @pytest.mark.parametrize("role", ["support", "operator"])
 def test_the_troubleshooting_page_offers_every_action(run_app: Callable[..., AppTest], role: str) -> None:
-    at = run_app(role, page="pages/troubleshoot.py")
+    at = run_app(role, page="views/troubleshoot.py")
     assert not at.exception, at.exception
     assert at.title[0].value == "Troubleshooting"
     for key in ("ts_soft_reset", "ts_unlock", "ts_trigger", "ts_availability", "ts_diagnostics", "ts_config_check"):
@@ -106,14 +106,14 @@ def test_the_troubleshooting_page_offers_every_action(run_app: Callable[..., App
 
 
 def test_a_faulted_charger_shows_its_guided_steps(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("support", page="pages/troubleshoot.py")
+    at = run_app("support", page="views/troubleshoot.py")
     at.selectbox(key="ts_charger").set_value("SIM-0005").run()
     assert not at.exception, at.exception
     assert "Ground fault" in _texts(at)
 
 
 def test_an_action_without_a_bridge_says_no_answer_came(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("support", page="pages/troubleshoot.py")
+    at = run_app("support", page="views/troubleshoot.py")
     at.button(key="ts_soft_reset").click().run(timeout=60)
     assert not at.exception, at.exception
     assert any("no answer from the charger" in w.value or "not sent" in w.value for w in at.warning), _texts(at)
@@ -121,7 +121,7 @@ def test_an_action_without_a_bridge_says_no_answer_came(run_app: Callable[..., A
 
 
 def test_support_edits_a_guide_on_the_page(run_app: Callable[..., AppTest], portal_dsn: str) -> None:
-    at = run_app("support", page="pages/troubleshoot.py")
+    at = run_app("support", page="views/troubleshoot.py")
     at.selectbox(key="kb_code").set_value("WeakSignal").run()
     at.text_area(key="kb_steps_WeakSignal").set_value("Check the antenna.\nMove the router.")
     at.button(key="kb_save").click().run()
@@ -151,7 +151,7 @@ def recent_events(portal_dsn: str) -> None:
 @pytest.mark.parametrize("role", ["support", "operator"])
 def test_the_timeline_draws_a_chargers_history(run_app: Callable[..., AppTest], role: str,
                                                recent_events: None) -> None:
-    at = run_app(role, page="pages/timeline.py")
+    at = run_app(role, page="views/timeline.py")
     at.selectbox(key="tl_charger").set_value("SIM-0006").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Charger timeline"
@@ -162,7 +162,7 @@ def test_the_timeline_draws_a_chargers_history(run_app: Callable[..., AppTest], 
 
 
 def test_an_empty_period_says_so(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("support", page="pages/timeline.py")
+    at = run_app("support", page="views/timeline.py")
     at.selectbox(key="tl_charger").set_value("SIM-0004").run()
     at.selectbox(key="tl_hours").set_value(1).run()
     assert not at.exception, at.exception
@@ -174,7 +174,7 @@ def test_an_empty_period_says_so(run_app: Callable[..., AppTest]) -> None:
 
 @pytest.mark.parametrize("role", ["support", "operator"])
 def test_tickets_open_move_and_export(run_app: Callable[..., AppTest], role: str) -> None:
-    at = run_app(role, page="pages/tickets.py")
+    at = run_app(role, page="views/tickets.py")
     assert not at.exception, at.exception
     at.selectbox(key="tk_charger").set_value("SIM-0005").run()
     at.text_input(key="tk_title").set_value(f"Ground fault ({role})")
@@ -201,7 +201,7 @@ def test_uploaded_diagnostics_are_listed_and_downloadable(run_app: Callable[...,
         support_store.record_upload(conn, charger_id="SIM-0004", file_name="diag.log", path="SIM-0004/diag.log",
                                     size_bytes=7, sha256="cd", content_type="text/plain",
                                     received_at=datetime.now(UTC))
-    at = run_app("support", page="pages/troubleshoot.py")
+    at = run_app("support", page="views/troubleshoot.py")
     at.selectbox(key="ts_charger").set_value("SIM-0004").run()
     assert not at.exception, at.exception
     assert list(_frame(at, "file")["file"]) == ["diag.log"]
@@ -209,7 +209,7 @@ def test_uploaded_diagnostics_are_listed_and_downloadable(run_app: Callable[...,
 
 
 def test_the_troubleshoot_button_opens_the_alerts_charger(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("support", page="pages/alerts.py")
+    at = run_app("support", page="views/alerts.py")
     at.selectbox(key="alert_pick").set_value("al-waiting").run()
     at.button(key="alert_troubleshoot").click().run()
     assert not at.exception, at.exception
@@ -218,7 +218,7 @@ def test_the_troubleshoot_button_opens_the_alerts_charger(run_app: Callable[...,
 
 
 def test_a_fleet_manager_has_no_troubleshoot_button(run_app: Callable[..., AppTest]) -> None:
-    at = run_app("fleet_manager", page="pages/alerts.py")
+    at = run_app("fleet_manager", page="views/alerts.py")
     at.selectbox(key="alert_pick").set_value("al-waiting").run()
     assert not at.exception, at.exception
     assert "alert_troubleshoot" not in [b.key for b in at.button]

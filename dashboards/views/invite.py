@@ -18,8 +18,10 @@ from dashboards import invite_flow, runtime, ui
 from dashboards.sharing_service import InviteLink, InviteRefused, SharingError, from_settings
 from warehouse.queries import QueryError
 
-# Signed out: the sign-in screen, remembering the link. Also here, not only in app.py: on a fresh
-# server Streamlit may open /invite with this page as the main script (its pages/ folder mode).
+# Signed out: the sign-in screen, remembering the link. Also here, not only in app.py: a page run
+# on its own (AppTest) must not skip the sign-in. The pages live in views/, not pages/, because a
+# pages/ folder beside app.py put a fresh server in Streamlit's old folder mode (a raw file list in
+# the sidebar for signed-out visitors, /live running that file as the main script).
 user = runtime.current_user(sign_in_notice=invite_flow.before_sign_in())
 st.title("Invitation")
 
@@ -27,7 +29,7 @@ accepted = invite_flow.just_accepted()
 if accepted is not None:  # the app shows the charger instead; this is for the page run on its own
     st.success(invite_flow.accepted_message(accepted), icon=":material/check_circle:")
     try:
-        st.page_link("pages/live.py", label="Open my chargers", icon=":material/ev_station:")
+        st.page_link("views/live.py", label="Open my chargers", icon=":material/ev_station:")
     except StreamlitAPIException:  # not in this run's navigation (a page opened on its own)
         st.caption("Choose **Chargers** in the sidebar to start charging.")
     st.stop()

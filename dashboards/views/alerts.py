@@ -123,7 +123,7 @@ with left:
     if alert.charger_id and may_troubleshoot and b[2].button("Troubleshoot", key="alert_troubleshoot",
                                                              icon=":material/build:"):
         st.session_state[REQUEST_KEY] = alert.charger_id
-        st.switch_page("pages/troubleshoot.py")
+        st.switch_page("views/troubleshoot.py")
     if act is not None:
         try:
             row = act(user, runtime.access(), alert.alert_id, note)
