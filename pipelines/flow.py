@@ -195,6 +195,10 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
     keyed = op.key_on("by_charger", charger_events, _charger_key)
     derived = op.stateful("sessions", keyed, lambda resume: SessionLogic(resume, parts.config, parts.clock))
     derived_values = op.map("unkey", derived, lambda kv: kv[1])
+    if parts.live is not None:  # first: Timely runs operators in the order they were made, and the
+        # live state is what people watch (it need not wait for the batch's TimescaleDB transaction)
+        live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
+        op.output("live_state", live, parts.live)
 
     stored = op.filter("stored", events, lambda e: isinstance(e, STORED_EVENTS))
     to_store = op.merge("to_store", stored, errors, derived_values)
@@ -220,9 +224,6 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
         if "lake_tick" in secondary:
             lake_items = op.merge("lake_items", lake_items, secondary["lake_tick"])
         op.output("lake", op.key_on("lake_key", lake_items, lambda _: "lake"), parts.lake)
-    if parts.live is not None:
-        live = op.filter_map("live", derived_values, lambda v: v if isinstance(v, r.LiveState) else None)
-        op.output("live_state", live, parts.live)
     return flow
 
 
