@@ -23,11 +23,10 @@ from warehouse.history import (
     HistoryFilter,
     PeriodTotal,
     SessionDetail,
-    daily_energy,
     excluded_sessions,
     history_list,
+    history_overview,
     session_detail,
-    summarize,
     top_chargers,
 )
 from warehouse.history_rollup import summaries as summaries_of
@@ -91,27 +90,37 @@ class HistoryService:
                 own.append(ref.charger_id)
         return HistoryScope(tuple(every), tuple(own))
 
+    def _parts(self, who: Principal, flt: HistoryFilter) -> list[tuple[tuple[str, ...], HistoryFilter]]:
+        """(charger scope, filter) pairs of what the user may see: everyone's sessions on some
+        chargers, their own on the others."""
+        scope = self.scope(who, charger_ids=flt.charger_ids)
+        parts = []
+        if scope.every_session:
+            parts.append((scope.every_session, flt))
+        if scope.own_sessions:
+            parts.append((scope.own_sessions, replace(flt, user_ids=(who.user_id,))))
+        return parts
+
     def sessions(self, who: Principal, flt: HistoryFilter) -> pl.DataFrame:
         """The filtered sessions the user may see, oldest first (``warehouse.history.LIST_SCHEMA``)."""
-        scope = self.scope(who, charger_ids=flt.charger_ids)
-        frames = []
-        with self._access.connection() as conn:
-            if scope.every_session:
-                frames.append(history_list(conn, scope.every_session, flt))
-            if scope.own_sessions:
-                frames.append(history_list(conn, scope.own_sessions, replace(flt, user_ids=(who.user_id,))))
-        if not frames:
+        parts = self._parts(who, flt)
+        if not parts:
             return pl.DataFrame(schema=LIST_SCHEMA)
+        with self._access.connection() as conn:
+            frames = [history_list(conn, ids, part) for ids, part in parts]
         return pl.concat(frames).sort("started_at", "session_id")
 
-    def overview(self, who: Principal, flt: HistoryFilter, *, by: Literal["month", "year"] = "month") -> Overview:
-        history = self.sessions(who, flt)
+    def overview(self, who: Principal, flt: HistoryFilter, *, by: Literal["month", "year"] | None = "month",
+                 daily: bool = True) -> Overview:
+        """The sessions (:meth:`sessions`) and their figures. ``by`` None: no per-period totals
+        (``months`` empty); ``daily`` False: no per-day energy (``daily`` empty)."""
+        parts = self._parts(who, flt)
         with self._access.connection() as conn:
-            periods = summarize(history, flt, by, conn)
-            totals = summarize(history, flt, "all", conn)
-            daily = daily_energy(conn, history, flt)
-        total = totals[0] if totals else PeriodTotal(None, 0.0, 0, 0)
-        return Overview(history, periods, total, excluded_sessions(history), top_chargers(history), daily)
+            found = history_overview(conn, parts, flt, by, daily=daily)
+        history = found.history
+        total = found.total[0] if found.total else PeriodTotal(None, 0.0, 0, 0)
+        return Overview(history, found.periods, total, excluded_sessions(history), top_chargers(history),
+                        found.daily if found.daily is not None else pl.DataFrame())
 
     def summaries(self, who: Principal, flt: HistoryFilter, *,
                   by: Literal["month", "year"] = "month") -> Overview:

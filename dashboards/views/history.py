@@ -43,7 +43,7 @@ if not scope_ids:
     st.info("There are no chargers at this location, so there is no history to show.")
     st.stop()
 try:
-    overview = service.overview(user, flt)
+    overview = service.overview(user, flt, by=None, daily=view == "Calendar")
 except QueryError as exc:
     ui.error_box("the charging history", exc)
     st.stop()
