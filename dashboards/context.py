@@ -74,6 +74,30 @@ def focus_charger(charger_id: str) -> None:
     st.session_state[_FOCUS_KEY] = charger_id
 
 
+SUPPORT_REQUEST_KEY = "support_charger_request"  # the alert feed asks the support pages to open a charger
+
+
+def request_charger(charger_id: str) -> None:
+    """Ask the next support page (troubleshooting, timeline) to open ``charger_id``."""
+    st.session_state[SUPPORT_REQUEST_KEY] = charger_id
+
+
+def charger_choices(ctx: Context, state_key: str) -> tuple[list[str], dict[str, str]]:
+    """A support page's charger picker: the location's chargers (id -> label) and the one the alert
+    feed asked for, first and preselected in ``state_key``; else the active charger."""
+    options = [c.charger_id for c in ctx.chargers]
+    names = {c.charger_id: f"{c.name} ({c.charger_id}) · {c.status}" for c in ctx.chargers}
+    requested = st.session_state.pop(SUPPORT_REQUEST_KEY, None)
+    if requested and requested not in options:
+        options.insert(0, requested)
+        names[requested] = requested
+    if requested:
+        st.session_state[state_key] = requested
+    elif st.session_state.get(state_key) not in options and ctx.charger is not None:
+        st.session_state[state_key] = ctx.charger.charger_id
+    return options, names
+
+
 def active() -> Context:
     """The context the sidebar drew in this run (pages run after the sidebar)."""
     ctx = st.session_state.get("ctx")

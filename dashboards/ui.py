@@ -133,6 +133,19 @@ def error_box(what: str, exc: BaseException) -> None:
     st.error(f"Could not load {what}: {exc}", icon=":material/error:")
 
 
+def flash(key: str, message: str) -> None:
+    """Show ``message`` once after the rerun this starts (an action's outcome survives the rerun)."""
+    st.session_state[key] = message
+    st.rerun()
+
+
+def show_flash(key: str) -> None:
+    """The message :func:`flash` left under ``key``, once."""
+    message = st.session_state.pop(key, None)
+    if message:
+        st.success(str(message), icon=":material/check_circle:")
+
+
 def refused(exc: BaseException) -> None:
     st.warning(f"Not allowed: {exc}", icon=":material/block:")
 

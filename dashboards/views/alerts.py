@@ -22,7 +22,6 @@ st.title("Alert feed")
 st.caption(f"{ctx.label} · updates every 2 s")
 
 SEVERITY_ICON = {Severity.CRITICAL: "🟥", Severity.ERROR: "🟧", Severity.WARNING: "🟨", Severity.INFO: "🟦"}
-REQUEST_KEY = "support_charger_request"  # read by the troubleshooting and timeline pages
 
 models = sorted({c.model for c in ctx.chargers if c.model})
 sites = {loc.site_id: loc.name for loc in ctx.locations if loc.site_id}
@@ -122,20 +121,17 @@ with left:
     may_troubleshoot = runtime.access().check(user, Permission.TROUBLESHOOT).allowed  # the page is support's
     if alert.charger_id and may_troubleshoot and b[2].button("Troubleshoot", key="alert_troubleshoot",
                                                              icon=":material/build:"):
-        st.session_state[REQUEST_KEY] = alert.charger_id
+        context.request_charger(alert.charger_id)
         st.switch_page("views/troubleshoot.py")
     if act is not None:
         try:
             row = act(user, runtime.access(), alert.alert_id, note)
-            st.session_state["alert_done"] = f"Alert {row.alert_id} is now {row.state.value}."
-            st.rerun()
+            ui.flash("alert_done", f"Alert {row.alert_id} is now {row.state.value}.")
         except AccessDenied as exc:
             ui.refused(exc)
         except (QueryError, ValueError) as exc:
             st.error(f"Could not update the alert: {exc}")
-    done = st.session_state.pop("alert_done", None)
-    if done:
-        st.success(done)
+    ui.show_flash("alert_done")
     if not detail.may_acknowledge:
         st.caption("Your role may view this alert but not acknowledge it.")
     st.markdown("**History**")

@@ -46,8 +46,7 @@ elif set(data.manageable_chargers) != set(data.site_chargers):
     st.info("You may change only rules that act on your own chargers here ("
             + ", ".join(data.manageable_chargers) + ").", icon=":material/info:")
 
-if saved_message := st.session_state.pop("rule_saved", None):
-    st.success(saved_message)
+ui.show_flash("rule_saved")
 for conflict in data.conflicts:
     st.warning(f"Conflict between '{conflict.winner_name}' and '{conflict.loser_name}': {conflict.message}",
                icon=":material/warning:")
@@ -154,8 +153,6 @@ if data.may_add:
                                        action=act, start=start if timed else None, end=end if timed else None,
                                        weekdays=days, outside=outside and timed, modes=modes, chargers=scope)
             saved = svc.save_rule(user, runtime.access(), SITE, mapping)
-            st.session_state["rule_saved"] = (f"Added '{saved.name}'. It comes last, so earlier rules win where they "
-                                              "overlap.")
-            st.rerun()
+            ui.flash("rule_saved", f"Added '{saved.name}'. It comes last, so earlier rules win where they overlap.")
         except (AccessDenied, LookupError, ValueError, QueryError) as exc:
             st.error(f"The rule was not saved: {exc}")

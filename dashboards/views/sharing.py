@@ -56,8 +56,7 @@ def _act(what: str, action: Any) -> tuple[bool, Any]:
 
 
 def _flash(message: str) -> None:
-    st.session_state[_FLASH] = message
-    st.rerun()
+    ui.flash(_FLASH, message)
 
 
 # --------------------------------------------------------------------------- members & invitations
@@ -299,9 +298,7 @@ except _LOAD_ERRORS as exc:
     ui.error_box("the charger's sharing settings", exc)
     st.stop()
 st.caption(ctx.label)
-flash = st.session_state.pop(_FLASH, None)
-if flash:
-    st.success(str(flash), icon=":material/check_circle:")
+ui.show_flash(_FLASH)
 if overview.can_manage:
     _members(svc, user, overview)
     _invitations(svc, user, overview)

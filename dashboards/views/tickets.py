@@ -109,15 +109,12 @@ with right:
     if st.button("Update status", key="tk_move", icon=":material/sync_alt:"):
         try:
             moved = records.move_ticket(user, access, ticket.ticket_id, target, note)
-            st.session_state["tk_done"] = f"Ticket {moved.ticket_id} is now {moved.status.value}."
-            st.rerun()
+            ui.flash("tk_done", f"Ticket {moved.ticket_id} is now {moved.status.value}.")
         except AccessDenied as exc:
             ui.refused(exc)
         except (ValueError, QueryError) as exc:
             st.error(f"Not updated: {exc}")
-    done = st.session_state.pop("tk_done", None)
-    if done:
-        st.success(done)
+    ui.show_flash("tk_done")
     st.markdown("**Export for the RMA**")
     st.caption("A zip with the ticket, its alerts, the charger's last 7 days on the timeline, the raw OCPP frames, "
                "the troubleshooting done and every diagnostics file.")

@@ -18,20 +18,11 @@ ctx = context.active()
 
 st.title("Charger timeline")
 
-REQUEST_KEY = "support_charger_request"
 TONE_COLOURS = {records.Tone.OK: ui.STATUS_HEX["green"], records.Tone.INFO: ui.STATUS_HEX["blue"],
                 records.Tone.WARN: ui.STATUS_HEX["orange"], records.Tone.ERROR: ui.STATUS_HEX["red"]}
 WINDOWS = {1: "Last hour", 6: "Last 6 hours", 24: "Last 24 hours", 72: "Last 3 days", 168: "Last 7 days"}
 
-options = [c.charger_id for c in ctx.chargers]
-names = {c.charger_id: f"{c.name} ({c.charger_id}) · {c.status}" for c in ctx.chargers}
-requested = st.session_state.pop(REQUEST_KEY, None)
-if requested and requested not in options:
-    options.insert(0, requested)
-if requested:
-    st.session_state["tl_charger"] = requested
-elif st.session_state.get("tl_charger") not in options and ctx.charger is not None:
-    st.session_state["tl_charger"] = ctx.charger.charger_id
+options, names = context.charger_choices(ctx, "tl_charger")
 if not options:
     st.info("No chargers in this location.")
     st.stop()

@@ -18,19 +18,9 @@ ctx = context.active()
 
 st.title("Troubleshooting")
 
-REQUEST_KEY = "support_charger_request"  # set by the alert feed's "Troubleshoot" button
 RESULT_KEY = "ts_result"
 
-options = [c.charger_id for c in ctx.chargers]
-names = {c.charger_id: f"{c.name} ({c.charger_id}) · {c.status}" for c in ctx.chargers}
-requested = st.session_state.pop(REQUEST_KEY, None)
-if requested and requested not in options:
-    options.insert(0, requested)
-    names[requested] = requested
-if requested:
-    st.session_state["ts_charger"] = requested
-elif st.session_state.get("ts_charger") not in options and ctx.charger is not None:
-    st.session_state["ts_charger"] = ctx.charger.charger_id
+options, names = context.charger_choices(ctx, "ts_charger")
 if not options:
     st.info("No chargers in this location.")
     st.stop()
