@@ -127,12 +127,7 @@ class HistoryService:
         """The figures of :meth:`overview` without the session list, summed by the database (a
         calendar year from the rollups of ``warehouse.history_rollup``: a 1,000-charger fleet's
         year in a tenth of a second); ``history`` and ``daily`` are left empty."""
-        scope = self.scope(who, charger_ids=flt.charger_ids)
-        parts = []
-        if scope.every_session:
-            parts.append((scope.every_session, flt))
-        if scope.own_sessions:
-            parts.append((scope.own_sessions, replace(flt, user_ids=(who.user_id,))))
+        parts = self._parts(who, flt)
         periods: list[list[PeriodTotal]] = []
         totals: list[list[PeriodTotal]] = []
         tops, excluded = [], []

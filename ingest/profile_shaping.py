@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from control.rules import DEFAULT_VOLTAGE_V  # the voltage the rules' kW caps use too
 from warehouse.capability_store import ChargerCapabilities, MaxProfileWrite
 
-NOMINAL_VOLTAGE_V: Final = 230.0
 DEFAULT_AC_PHASES: Final = 3  # OCPP: a period without numberPhases means three phases on AC
 DEFAULT_STATION_MAX_INTERVAL: Final = timedelta(minutes=15)
 
@@ -57,7 +57,7 @@ def shape_limit(limit: float, unit: str, *, stack_level: int, phases: int | None
     value, sent_unit = limit, unit
     if caps.rate_units and unit not in caps.rate_units:
         sent_unit = caps.rate_units[0]
-        watts_per_amp = NOMINAL_VOLTAGE_V * (number_phases or ac_phases or DEFAULT_AC_PHASES)
+        watts_per_amp = DEFAULT_VOLTAGE_V * (number_phases or ac_phases or DEFAULT_AC_PHASES)
         value = limit * watts_per_amp if sent_unit == "W" else limit / watts_per_amp
     if caps.max_stack_level is not None:
         stack_level = min(stack_level, caps.max_stack_level)

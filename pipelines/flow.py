@@ -230,7 +230,7 @@ def build_dataflow(parts: FlowParts, name: str = "flowbank") -> Dataflow:
 def _inputs(flow: Dataflow, parts: FlowParts) -> tuple[Stream[Any], dict[str, Stream[Any]]]:
     """The MQTT messages and the other inputs by name (``control_config``, ``lake_tick``).
 
-    One Bytewax input for all of them when they are all fixed-partitioned (they are in production):
+    One Bytewax input for all of them (all are fixed-partitioned, in production and in tests):
     separate inputs drift apart at every epoch and the MQTT messages wait for the others (see
     :mod:`pipelines.inputs`)."""
     others: dict[str, Source[Any]] = {}
@@ -238,9 +238,11 @@ def _inputs(flow: Dataflow, parts: FlowParts) -> tuple[Stream[Any], dict[str, St
         others["control_config"] = parts.control_config
     if parts.lake is not None and parts.lake_tick is not None:
         others["lake_tick"] = parts.lake_tick
+    if not others:
+        return op.input("mqtt", flow, parts.source), {}
     fixed = {n: s for n, s in {"mqtt": parts.source, **others}.items() if isinstance(s, FixedPartitionedSource)}
-    if not others or len(fixed) != len(others) + 1:
-        return op.input("mqtt", flow, parts.source), {n: op.input(n, flow, s) for n, s in others.items()}
+    if len(fixed) != len(others) + 1:
+        raise TypeError("the flow's sources must be fixed-partitioned: they share one input")
     split = op.branch("inputs_split", op.input("inputs", flow, MergedSource(fixed)), is_primary)
     streams: dict[str, Stream[Any]] = {}
     for name in others:

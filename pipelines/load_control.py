@@ -535,8 +535,7 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
         return allocation
     st.seq += 1
     decision_id = _decision_id(st.site_id, now, st.seq)
-    inputs = {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
-                                              else round(i.age_s, 3)} for i in allocation.inputs}
+    inputs = _audit_inputs(allocation)
     for change in changes:
         key = (change.charger_id, change.connector_id)
         command_id = _derived_id("sp", decision_id, *map(str, key))
@@ -559,6 +558,12 @@ def _decide(st: SiteControl, now: datetime, cfg: ControlConfig, out: list[Output
     return allocation
 
 
+def _audit_inputs(allocation: Allocation) -> dict[str, dict[str, c.JsonScalar]]:
+    """The allocation's inputs as an audit line lists them: what, its value, its age in s."""
+    return {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
+                                            else round(i.age_s, 3)} for i in allocation.inputs}
+
+
 def _offline_audit(st: SiteControl, offline: dict[ConnectorKey, Reservation], allocation: Allocation,
                    now: datetime, out: list[Output]) -> None:
     """One audit line per connector going offline (its share released to the others; nothing is
@@ -570,8 +575,7 @@ def _offline_audit(st: SiteControl, offline: dict[ConnectorKey, Reservation], al
         return
     st.seq += 1
     decision_id = _decision_id(st.site_id, now, st.seq)
-    inputs = {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
-                                              else round(i.age_s, 3)} for i in allocation.inputs}
+    inputs = _audit_inputs(allocation)
     for key, reservation in sorted(gone.items()):
         heard = st.heard.get(key[0])
         inputs_here = {**inputs, f"last_heard:{key[0]}": {
@@ -623,8 +627,7 @@ def _external_audit(st: SiteControl, allocation: Allocation, events: dict[Connec
         return
     st.seq += 1
     decision_id = _decision_id(st.site_id, now, st.seq)
-    inputs = {f"{i.kind}:{i.subject}"[:120]: {"value": i.detail, "age_s": None if i.age_s is None
-                                              else round(i.age_s, 3)} for i in allocation.inputs}
+    inputs = _audit_inputs(allocation)
     for key in keys:
         sent, result = st.sent[key], allocation.connector(*key)
         out.append(ControlDecision(
