@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -99,46 +100,14 @@ def _cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def _cmd_pipeline(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.run import run as run_pipeline
+def _lazy(module: str) -> Callable[[Settings, argparse.Namespace], int]:
+    """A command whose module (and its heavy imports) loads only when that command runs."""
 
-    return run_pipeline(settings, args)
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        run: Callable[[Settings, argparse.Namespace], int] = importlib.import_module(module).run
+        return run(settings, args)
 
-
-def _cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
-    from warehouse.sql_cli import run as run_sql
-
-    return run_sql(settings, args)
-
-
-def _cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
-    from warehouse.maintenance_cli import run as run_maintenance
-
-    return run_maintenance(settings, args)
-
-
-def _cmd_dq(settings: Settings, args: argparse.Namespace) -> int:
-    from warehouse.dq_cli import run as run_dq
-
-    return run_dq(settings, args)
-
-
-def _cmd_notify(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.notifier import run as run_notifier
-
-    return run_notifier(settings, args)
-
-
-def _cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from reports.cli import run as run_report
-
-    return run_report(settings, args)
-
-
-def _cmd_history(settings: Settings, args: argparse.Namespace) -> int:
-    from flowbank.history_gen import run as run_history
-
-    return run_history(settings, args)
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,42 +144,42 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.run import add_arguments as add_pipeline_arguments
 
     add_pipeline_arguments(p)
-    p.set_defaults(handler=_cmd_pipeline)
+    p.set_defaults(handler=_lazy("pipelines.run"))
 
     p = sub.add_parser("sql", help="query the analytics database (DuckDB over the Parquet lake), read-only")
     from warehouse.sql_cli import add_arguments as add_sql_arguments
 
     add_sql_arguments(p)
-    p.set_defaults(handler=_cmd_sql)
+    p.set_defaults(handler=_lazy("warehouse.sql_cli"))
 
     p = sub.add_parser("maintain", help="housekeeping: retention of raw samples (drop_chunks), periodically")
     from warehouse.maintenance_cli import add_arguments as add_maintenance_arguments
 
     add_maintenance_arguments(p)
-    p.set_defaults(handler=_cmd_maintain)
+    p.set_defaults(handler=_lazy("warehouse.maintenance_cli"))
 
     p = sub.add_parser("dq", help="validate the latest warehouse batches (Great Expectations), store the results")
     from warehouse.dq_cli import add_arguments as add_dq_arguments  # no great_expectations import here
 
     add_dq_arguments(p)
-    p.set_defaults(handler=_cmd_dq)
+    p.set_defaults(handler=_lazy("warehouse.dq_cli"))
 
     p = sub.add_parser("report", help="history exports: CSV, PDF, fleet, cost sharing, reimbursement, Parquet, costs")
     from reports.cli import add_arguments as add_report_arguments
     from reports.cli import add_history_arguments
 
     add_report_arguments(p)
-    p.set_defaults(handler=_cmd_report)
+    p.set_defaults(handler=_lazy("reports.cli"))
 
     p = sub.add_parser("history", help="generate a simulated year of history fast (for demos and benchmarks)")
     add_history_arguments(p)
-    p.set_defaults(handler=_cmd_history)
+    p.set_defaults(handler=_lazy("flowbank.history_gen"))
 
     p = sub.add_parser("notify", help="deliver alerts: notification centres, webhooks, e-mail, push (until Ctrl-C)")
     from pipelines.notifier import add_arguments as add_notify_arguments
 
     add_notify_arguments(p)
-    p.set_defaults(handler=_cmd_notify)
+    p.set_defaults(handler=_lazy("pipelines.notifier"))
 
     p = sub.add_parser("chargers", help="manage the charger registry (Basic-auth credentials)")
     from ingest.chargers_cli import add_arguments as add_charger_arguments

@@ -9,18 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close
 
 from control.contract import Command, CommandKind, CommandOutcome, Event, OcppVersion, encode
 from ingest.capability_session import CapabilityPolicy
 from ingest.csms import BridgeContext, ChargerSession, TransactionIds
 from ingest.replies import AcceptAnyToken
+from tests.fake_ws import CLOSED, FakeWs
 from warehouse.capability_store import ChargerCapabilities, MaxProfileWrite
 from warehouse.command_queue import ClaimedCommand
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-CLOSED = object()
 BOOT16 = {"chargePointVendor": "V", "chargePointModel": "M", "firmwareVersion": "1.0"}
 POWER_ONLY_1P = {"configurationKey": [
     {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Power"},
@@ -44,29 +42,20 @@ class Keeper:
         self.writes.append(write)
 
 
-class Charger:
-    """The websocket seen from the bridge: frames in (``inbox``), frames out (``sent``); answers the
-    bridge's CALLs with ``answers[action]`` (None: never answers)."""
+class Charger(FakeWs):
+    """The websocket seen from the bridge; answers the bridge's CALLs with ``answers[action]``
+    (None: never answers)."""
 
     def __init__(self, answers: dict[str, list[Any] | None]) -> None:
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self.sent: list[list[Any]] = []
+        super().__init__()
         self.answers = answers
         self.session: ChargerSession | None = None
+        self.on_call = self._answer
 
-    async def recv(self, decode: bool = False) -> bytes:
-        item = await self.inbox.get()
-        if item is CLOSED:
-            raise ConnectionClosed(Close(1000, "bye"), Close(1000, "bye"), True)
-        return item  # type: ignore[no-any-return]
-
-    async def send(self, data: bytes, text: bool | None = None) -> None:
-        frame = orjson.loads(data)
-        self.sent.append(frame)
-        if frame[0] == 2:
-            answer = self.answers.get(frame[2], [3, {"status": "Accepted"}])
-            if answer is not None:
-                self.inbox.put_nowait(orjson.dumps([answer[0], frame[1], *answer[1:]]))
+    def _answer(self, frame: list[Any]) -> None:
+        answer = self.answers.get(frame[2], [3, {"status": "Accepted"}])
+        if answer is not None:
+            self.inbox.put_nowait(orjson.dumps([answer[0], frame[1], *answer[1:]]))
 
     def calls(self) -> list[str]:
         return [f[2] for f in self.sent if f[0] == 2]

@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close
 
 from control.contract import (
     ChargerInfo,
@@ -29,31 +27,10 @@ from control.contract import (
 )
 from ingest.csms import BridgeContext, ChargerSession, TransactionIds
 from ingest.replies import AcceptAnyToken
+from tests.fake_ws import CLOSED, FakeWs
 from warehouse.command_queue import ClaimedCommand
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-CLOSED = object()
-
-
-class FakeWs:
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self.sent: list[list[Any]] = []
-        self.on_call: Callable[[list[Any]], None] | None = None
-
-    async def recv(self, decode: bool = False) -> bytes:
-        item = await self.inbox.get()
-        if item is CLOSED:
-            raise ConnectionClosed(Close(1000, "bye"), Close(1000, "bye"), True)
-        return item  # type: ignore[no-any-return]
-
-    async def send(self, data: bytes, text: bool | None = None) -> None:
-        frame = orjson.loads(data)
-        self.sent.append(frame)
-        if frame[0] == 2 and self.on_call is not None:
-            self.on_call(frame)
-
-
 class FakeQueue:
     def __init__(self, claims: Sequence[ClaimedCommand] = (), *, finish_ok: bool = True) -> None:
         self.claims = list(claims)
