@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 from control.contract import Command, CommandResult, ContractError, DeadLetter, Event, decode
 from control.settings import MqttEndpoint
 from control.topics import COMMANDS_ALL, charger_from_topic
+from ingest.cancellation import cancel_requested, stop_tasks
 from warehouse.command_queue import CommandQueue, Enqueued
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,20 @@ class CommandChannel:
                 return
             c.subscribe(COMMANDS_ALL, qos=1)  # again on every connect: harmless with a kept session
 
+        def hand_over(callback: Callable[..., object], *args: object) -> None:
+            try:
+                loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:  # the loop has closed under us: unacknowledged, so the broker keeps it
+                log.warning("command channel: the event loop is closed; leaving the message to the broker")
+
         def on_subscribe(c: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
             if all(not r.is_failure for r in reasons):
-                loop.call_soon_threadsafe(self._subscribed.set)
+                hand_over(self._subscribed.set)
             else:
                 log.error("command channel: subscription to %s refused: %s", COMMANDS_ALL, reasons)
 
         def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-            loop.call_soon_threadsafe(self._inbox.put_nowait, (msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+            hand_over(self._inbox.put_nowait, (msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
 
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
@@ -115,9 +122,7 @@ class CommandChannel:
                       subscribe_timeout_s, self._endpoint.url)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)  # a cancellation the pool loses is sent again
         client, self._client = self._client, None
         if client is not None:
             client.disconnect()
@@ -129,7 +134,7 @@ class CommandChannel:
         """Store what has arrived: chargers concurrently (a decision's ten setpoints are ten
         chargers: one after the other they cost ~4 ms each), each charger's commands in arrival
         order (their queue order). Acknowledged in arrival order once the whole batch is stored."""
-        while True:
+        while not cancel_requested():
             batch = [await self._inbox.get()]
             while len(batch) < _RECEIVE_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
@@ -137,6 +142,8 @@ class CommandChannel:
             for item in batch:
                 by_charger.setdefault(charger_from_topic(item[2]) or "", []).append(item)
             await asyncio.gather(*(self._accept_in_order(items) for items in by_charger.values()))
+            if cancel_requested():  # stopping: what was not stored must not be acknowledged
+                return
             if self._client is not None:
                 for mid, qos, _, _ in batch:
                     self._client.ack(mid, qos)
@@ -168,6 +175,8 @@ class CommandChannel:
             return
         delay = 0.5
         while True:  # not acknowledged until stored: the broker keeps it for us meanwhile
+            if cancel_requested():
+                return
             try:
                 stored = await self._queue.enqueue(command, payload.decode())
                 break
@@ -203,7 +212,7 @@ class CommandChannel:
                 session.wake()
 
     async def _sweep_forever(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self._sweep_interval_s)
             try:
                 await self.sweep_once()

@@ -12,7 +12,6 @@ on MQTT and the dead letters have their raw frames).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Final
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.cancellation import cancel_requested, stop_tasks
 from warehouse.support_store import FrameRow, record_frames_async
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class FrameLog:
         return done
 
     async def _run(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self._interval)
             await self.flush()
 
@@ -77,9 +77,7 @@ class FrameLog:
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the loop and write what is left (within ``timeout_s``)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task], grace_s=timeout_s)
             self._task = None
         try:
             async with asyncio.timeout(timeout_s):
