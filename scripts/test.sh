@@ -3,7 +3,7 @@
 #   ./scripts/test.sh                 everything
 #   ./scripts/test.sh -m "not integration"   pure tests only (no services needed)
 #   ./scripts/test.sh -m "not browser"       everything but the headless-Chromium tests
-# Extra arguments go to pytest.
+# With arguments, exactly `pytest ARGS` (one process); without, the whole suite on two workers.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -18,5 +18,16 @@ echo "[test] ruff"
 .venv/bin/ruff check .
 echo "[test] mypy"
 .venv/bin/mypy
-echo "[test] pytest"
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+    echo "[test] pytest $*"
+    exec .venv/bin/python -m pytest "$@"
+fi
+# The whole suite: two workers, one test file each at a time (the end-to-end tests mostly wait
+# on real time, so they overlap with the rest); then, alone, the tests that stop the shared
+# services (marker `serial`). Both parts always run; the exit code fails if either failed.
+echo "[test] pytest, two workers"
+status=0
+.venv/bin/python -m pytest -n 2 --dist loadfile -m "not serial" || status=$?
+echo "[test] pytest, the tests that stop the shared services"
+.venv/bin/python -m pytest -m serial || status=$((status ? status : $?))
+exit "$status"

@@ -30,6 +30,18 @@ from warehouse.migrate import apply_migrations
 os.environ.setdefault("FLOWBANK_MQTT_SESSION_EXPIRY_S", "300")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow(seconds=N)`` first, longest first, the rest in file order: on two
+    workers (scripts/test.sh) the longest start at once, on different workers, and the short ones
+    fill in around them. Every worker sorts the same way, as pytest-xdist requires."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("slow")
+        return float(mark.kwargs.get("seconds", 60)) if mark is not None else 0.0
+
+    items.sort(key=lambda item: -seconds(item))
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     return read_settings({k: v for k, v in os.environ.items() if k.startswith("FLOWBANK_")})

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import paho.mqtt.client as mqtt
 import psycopg
+import pytest
 from mqtt_sessions import bridge_client_ids, end_sessions, pipeline_client_ids
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -288,6 +289,13 @@ class PrivateBroker:
 
 
 # --------------------------------------------------------------------------- broker hygiene
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    """A private Mosquitto for one test (the end-to-end tests restart or inspect it)."""
+    with PrivateBroker(tmp_path / "broker") as b:
+        yield b
 
 
 def clear_retained(endpoint: MqttEndpoint, topics: Iterable[str]) -> None:

@@ -58,7 +58,7 @@ from warehouse import access_store, control_store
 from warehouse import notification_store as store
 from warehouse.migrate import apply_migrations
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=60)]  # measured: scripts/test.sh runs it first
 
 USER = "e2e-owner"
 EMAIL = "owner@flowbank.test"
@@ -79,12 +79,6 @@ def dsn(base_settings: Settings) -> Iterator[str]:
         yield url
     finally:
         drop_database(admin, name)
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    with PrivateBroker(tmp_path / "broker") as b:
-        yield b
 
 
 @pytest.fixture()

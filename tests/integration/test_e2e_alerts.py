@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from control.topics import ALERTS_ALL, alert_topic
 from ingest.sim.faults import ERROR_CODES
 from warehouse import alert_store, control_store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=60)]  # measured: scripts/test.sh runs it first
 
 PASSWORD = "e2e-alerts-password-1"
 SITE = "alert-site"
@@ -76,12 +75,6 @@ class AlertListener:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    with PrivateBroker(tmp_path / "broker") as b:
-        yield b
 
 
 def _site(charger_ids: list[str]) -> dict[str, Any]:

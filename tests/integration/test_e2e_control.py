@@ -11,7 +11,6 @@ belongs to ``bench/site_run.py`` and docs/benchmarks.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,17 +21,11 @@ from site_run import LoadSwinger, check_site_run, iter_chargers, save_site, site
 
 from warehouse import control_store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=45)]  # measured: scripts/test.sh runs it first
 
 PASSWORD = "e2e-control-password-1"
 SITE = "ctl-site"
 MAIN_A = 40.0
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    with PrivateBroker(tmp_path / "broker") as b:
-        yield b
 
 
 def _draws(dsn: str, charger: str, since: datetime) -> list[tuple[datetime, float]]:

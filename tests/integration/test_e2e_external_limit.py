@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ SITE = "ext-site"
 PREFIX = "EXT-"
 CHARGERS = [f"{PREFIX}0001", f"{PREFIX}0002"]
 CAPPED, OTHER = CHARGERS
-
-
-@pytest.fixture()
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    with PrivateBroker(tmp_path / "broker") as b:
-        yield b
 
 
 def _latest(dsn: str, charger: str) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from control.settings import Settings
 from flowbank.config import PROJECT_ROOT
 from flowbank.services import check_mqtt, check_postgres
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SCRIPT = PROJECT_ROOT / "scripts" / "services.sh"
 
