@@ -27,7 +27,7 @@ fi
 # services (marker `serial`). Both parts always run; the exit code fails if either failed.
 echo "[test] pytest, two workers"
 status=0
-.venv/bin/python -m pytest -n 2 --dist loadfile -m "not serial" || status=$?
+.venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" || status=$?
 echo "[test] pytest, the tests that stop the shared services"
 .venv/bin/python -m pytest -m serial || status=$((status ? status : $?))
 exit "$status"
