@@ -36,10 +36,11 @@ from urllib.parse import quote
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from dbutil import fresh_database
 from mqtt_sessions import bridge_client_ids, end_sessions, pipeline_client_ids
 from paho.mqtt.enums import CallbackAPIVersion
 
-from control.settings import MqttEndpoint
+from control.settings import MqttEndpoint, Settings
 from control.topics import live_topic
 from warehouse.registry import SCRYPT_N, hash_password
 
@@ -296,6 +297,17 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     """A private Mosquitto for one test (the end-to-end tests restart or inspect it)."""
     with PrivateBroker(tmp_path / "broker") as b:
         yield b
+
+
+@pytest.fixture(scope="module", name="pg_dsn")
+def own_database(base_settings: Settings) -> Iterator[str]:
+    """``pg_dsn`` for an end-to-end module, a database of its own (import it into the module).
+
+    These tests run first on their worker (marker ``slow``), and what they store (chargers,
+    sessions, limits, decisions, alerts) would otherwise be in the database of every test that
+    follows on that worker; some of those list everything stored."""
+    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_e2e") as dsn:
+        yield dsn
 
 
 def clear_retained(endpoint: MqttEndpoint, topics: Iterable[str]) -> None:

@@ -42,7 +42,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from dbutil import drop_database
-from e2e_harness import Platform, PrivateBroker, flowbank, read_jsonl, register_chargers, wait_until
+from e2e_harness import (
+    Platform,
+    PrivateBroker,
+    flowbank,
+    own_database,  # noqa: F401 - pg_dsn: a database of its own
+    read_jsonl,
+    register_chargers,
+    wait_until,
+)
 from notifier_harness import Received, SmtpInbox, WebhookReceiver
 from psycopg import sql
 from site_run import save_site

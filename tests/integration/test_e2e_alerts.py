@@ -30,7 +30,15 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from e2e_harness import Child, Platform, PrivateBroker, read_jsonl, register_chargers, wait_until
+from e2e_harness import (
+    Child,
+    Platform,
+    PrivateBroker,
+    own_database,  # noqa: F401 - pg_dsn: a database of its own
+    read_jsonl,
+    register_chargers,
+    wait_until,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 from site_run import save_site
 

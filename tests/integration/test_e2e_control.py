@@ -16,7 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from e2e_harness import Platform, PrivateBroker, register_chargers, wait_until
+from e2e_harness import (
+    Platform,
+    PrivateBroker,
+    own_database,  # noqa: F401 - pg_dsn: a database of its own
+    register_chargers,
+    wait_until,
+)
 from site_run import LoadSwinger, check_site_run, iter_chargers, save_site, site_mapping
 
 from warehouse import control_store

@@ -25,7 +25,10 @@ from e2e_fleet import (
     ts,
     wait_for_sessions,
 )
-from e2e_harness import PrivateBroker
+from e2e_harness import (
+    PrivateBroker,
+    own_database,  # noqa: F401 - pg_dsn: a database of its own
+)
 
 from control.records import QualityFlag, SessionState
 from ingest.sim.faults import FaultCode

@@ -20,7 +20,11 @@ from e2e_fleet import (
     stored_sessions,
     wait_for_sessions,
 )
-from e2e_harness import PrivateBroker, wait_until
+from e2e_harness import (
+    PrivateBroker,
+    own_database,  # noqa: F401 - pg_dsn: a database of its own
+    wait_until,
+)
 
 from control.records import SessionState
 
