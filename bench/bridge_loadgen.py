@@ -89,7 +89,7 @@ async def _charger(ws: ClientConnection, index: int, shared: Shared) -> None:
     entry = payload["meterValue"][0]
     values = entry["sampledValue"]
     call: list[Any] = [2, "", "MeterValues", payload]
-    seq, epoch, next_at = 0, -1, 0.0
+    seq, epoch, next_at, last_stamp = 0, -1, 0.0, ""
     while shared.running:
         interval = shared.interval
         if interval < 0:  # paused
@@ -108,7 +108,11 @@ async def _charger(ws: ClientConnection, index: int, shared: Shared) -> None:
         seq += 1
         values[0]["value"] = str(100_000 + seq * 3)  # the energy register counts up
         values[2]["value"] = f"{16.0 + (seq % 7) * 0.01:.2f}"
-        entry["timestamp"] = _stamp()
+        stamp = _stamp()
+        while stamp <= last_stamp:  # a sample per millisecond at most: a repeated time is a duplicate reading
+            await asyncio.sleep(0.001)
+            stamp = _fresh_stamp()
+        entry["timestamp"] = last_stamp = stamp
         call[1] = f"m{seq}"
         frame = orjson.dumps(call)
         sent = time.monotonic_ns()
@@ -133,9 +137,13 @@ def _stamp() -> str:
     """The current UTC time, ISO 8601 with milliseconds (recomputed at most every 10 ms)."""
     now = time.monotonic()
     if now - _last_stamp[0] > 0.01:
-        _last_stamp[:] = [now, datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")]
+        _last_stamp[:] = [now, _fresh_stamp()]
     stamp: str = _last_stamp[1]
     return stamp
+
+
+def _fresh_stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _emit(obj: dict[str, Any]) -> None:

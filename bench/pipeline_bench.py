@@ -194,6 +194,7 @@ class PhaseResult:
     live_made_p50_ms: float | None = None  # frame -> LiveState made (the pipeline's clock): the rest is delivery
     live_made_p99_ms: float | None = None
     drain_s: float = 0.0
+    missing: int = 0  # frames the bridge answered that were not stored when the drain ended
     arrived: int = 0  # rows whose frame reached the bridge in the window (all stored, after the drain)
     cpu_pct: dict[str, float] = field(default_factory=dict)
     loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -281,6 +282,7 @@ def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str
     while not (drained := count(dsn, table) - before >= answered) and time.monotonic() - stop_at < drain_timeout:
         time.sleep(0.5)
     drain = time.monotonic() - stop_at
+    missing = max(answered - (count(dsn, table) - before), 0)
     stored_in_window, arrived_in_window, lag = table_stats(dsn, table, start, end)
     lives = live.latencies(start.timestamp(), end.timestamp()) if live is not None else []
     made = live.latencies(start.timestamp(), end.timestamp(), to_made=True) if live is not None else []
@@ -295,7 +297,7 @@ def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str
         store_p50_ms=ms(lag[0]), store_p99_ms=ms(lag[1]), store_max_ms=ms(lag[2]),
         live_p50_ms=ms(percentile(lives, 0.5)), live_p99_ms=ms(percentile(lives, 0.99)),
         live_made_p50_ms=ms(percentile(made, 0.5)), live_made_p99_ms=ms(percentile(made, 0.99)),
-        drain_s=round(drain, 1) if drained else -1.0, arrived=arrived_in_window,
+        drain_s=round(drain, 1) if drained else -1.0, missing=missing, arrived=arrived_in_window,
         cpu_pct=cpu, loadavg=(round(loadavg[0], 2), round(loadavg[1], 2), round(loadavg[2], 2)),
     )
 
@@ -321,6 +323,7 @@ def catch_up(name: str, plat: Platform, consumer: Child, restart: Callable[[], o
     restart()  # the naive consumer may work off much of the backlog before its SUBACK says it is ready
     while not (done := count(dsn, table) - before >= answered) and time.monotonic() - t0 < timeout:
         time.sleep(0.25)
+    missing = max(answered - (count(dsn, table) - before), 0)
     # From the first row stored to the last: the consumer's start-up is not part of its rate.
     query = sql.SQL("select count(*), extract(epoch from max(received_at) - min(received_at)) from {}"
                     " where received_at >= %s").format(sql.Identifier(table))
@@ -331,7 +334,7 @@ def catch_up(name: str, plat: Platform, consumer: Child, restart: Callable[[], o
     loadavg = os.getloadavg()
     return PhaseResult(
         name=name, seconds=round(elapsed, 1), offered_per_s=0.0,
-        drain_s=round(elapsed, 1) if done else -1.0, stored_per_s=round(stored / elapsed, 1),
+        drain_s=round(elapsed, 1) if done else -1.0, missing=missing, stored_per_s=round(stored / elapsed, 1),
         store_p50_ms=None, store_p99_ms=None, store_max_ms=None,
         arrived=answered,
         cpu_pct={consumer.name: round(100.0 * cpu_seconds(consumer.pid) / (time.monotonic() - t0), 1)},  # a new process
@@ -462,7 +465,7 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> None:
         live = (f"{_s(r.live_p50_ms)} / {_s(r.live_p99_ms)} ({_s(r.live_made_p50_ms)} / {_s(r.live_made_p99_ms)})"
                 if r.live_p50_ms is not None else "-")
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in r.cpu_pct.items())
-        drain = f"{r.drain_s:.0f} s" if r.drain_s >= 0 else "not within the timeout"
+        drain = f"{r.drain_s:.0f} s" if r.drain_s >= 0 else f"not within the timeout: {r.missing} rows missing"
         offered = f"{r.offered_per_s:.0f}" if r.offered_per_s else f"({r.arrived} queued)"
         print(f"| {r.name} | {offered} | {r.stored_per_s:.0f} | {_s(r.store_p50_ms)} / "
               f"{_s(r.store_p99_ms)} ({_s(r.store_max_ms)}) | {live} | {drain} | {cpu} | "
