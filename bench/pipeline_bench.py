@@ -279,10 +279,9 @@ def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str
         gen.stop()
     # Drain: until every frame the bridge answered is stored (each is one row), or the timeout.
     stop_at = time.monotonic()
-    while not (drained := count(dsn, table) - before >= answered) and time.monotonic() - stop_at < drain_timeout:
+    while (missing := answered - (count(dsn, table) - before)) > 0 and time.monotonic() - stop_at < drain_timeout:
         time.sleep(0.5)
-    drain = time.monotonic() - stop_at
-    missing = max(answered - (count(dsn, table) - before), 0)
+    drain, drained, missing = time.monotonic() - stop_at, missing <= 0, max(missing, 0)
     stored_in_window, arrived_in_window, lag = table_stats(dsn, table, start, end)
     lives = live.latencies(start.timestamp(), end.timestamp()) if live is not None else []
     made = live.latencies(start.timestamp(), end.timestamp(), to_made=True) if live is not None else []
@@ -321,9 +320,9 @@ def catch_up(name: str, plat: Platform, consumer: Child, restart: Callable[[], o
         gen.stop()
     before, restarted, t0 = count(dsn, table), datetime.now(UTC), time.monotonic()
     restart()  # the naive consumer may work off much of the backlog before its SUBACK says it is ready
-    while not (done := count(dsn, table) - before >= answered) and time.monotonic() - t0 < timeout:
+    while (missing := answered - (count(dsn, table) - before)) > 0 and time.monotonic() - t0 < timeout:
         time.sleep(0.25)
-    missing = max(answered - (count(dsn, table) - before), 0)
+    done, missing = missing <= 0, max(missing, 0)
     # From the first row stored to the last: the consumer's start-up is not part of its rate.
     query = sql.SQL("select count(*), extract(epoch from max(received_at) - min(received_at)) from {}"
                     " where received_at >= %s").format(sql.Identifier(table))

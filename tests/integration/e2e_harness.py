@@ -301,12 +301,12 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 
 @pytest.fixture(scope="module", name="pg_dsn")
 def own_database(base_settings: Settings) -> Iterator[str]:
-    """``pg_dsn`` for an end-to-end module, a database of its own (import it into the module).
+    """``pg_dsn`` for one module, a database of its own (import it into the module).
 
-    These tests run first on their worker (marker ``slow``), and what they store (chargers,
-    sessions, limits, decisions, alerts) would otherwise be in the database of every test that
-    follows on that worker; some of those list everything stored."""
-    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_e2e") as dsn:
+    For the end-to-end modules, which run first on their worker (marker ``slow``): what they store
+    (chargers, sessions, limits, decisions, alerts) would otherwise be in the database of every
+    test that follows on that worker. And for modules that list everything stored."""
+    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_mod") as dsn:
         yield dsn
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from dbutil import fresh_database
+from e2e_harness import own_database  # noqa: F401 - pg_dsn: it lists every limit stored
 
 from control.contract import ChargingMode
 from control.settings import Settings
@@ -20,13 +19,6 @@ from warehouse.control_cli import run
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def pg_dsn(base_settings: Settings) -> Iterator[str]:
-    """A database of this module's own: it lists every limit and decision stored, and the
-    session's database holds those of the end-to-end tests that ran before on the same worker."""
-    with fresh_database(base_settings.pg_dsn.reveal(), "flowbank_ctl") as dsn:
-        yield dsn
 
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
 SITE_TOML = """
