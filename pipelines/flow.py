@@ -325,7 +325,7 @@ def production_parts(settings: Settings, *, partitions: int = 1) -> FlowParts:
         timescale=TimescaleSink(settings.pg_dsn.reveal()),
         lake=LakeSink(lake_root, settings.data_dir / "analytics.duckdb",
                       journal_dir=settings.data_dir / "lake-journal"),
-        live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),
+        live=LiveStateSink(settings.mqtt, f"flowbank-{settings.pipeline_id}", settings.data_dir / "live-spool"),
         lake_tick=TickSource(timedelta(seconds=10)),
         control_config=ControlConfigSource(settings.pg_dsn.reveal()),
         commands=CommandSink(settings.mqtt, f"flowbank-{settings.pipeline_id}"),

@@ -24,6 +24,7 @@ from control import contract as c
 from control import records as r
 from control.settings import MqttEndpoint
 from control.topics import command_topic, live_topic
+from ingest.publisher import EventPublisher
 from warehouse.analytics import LakeBuffer, ParquetLake
 from warehouse.tsdb_writer import PermanentWriteError, RetryableWriteError, TimescaleWriter
 
@@ -218,28 +219,42 @@ def _publishing_client(endpoint: MqttEndpoint, client_id: str) -> mqtt.Client:
 
 
 class _LivePartition(StatelessSinkPartition[r.LiveState]):
-    def __init__(self, endpoint: MqttEndpoint, client_id: str) -> None:
-        self._client = _publishing_client(endpoint, client_id)
+    """QoS1 and retained: a dashboard that subscribes later gets the latest state at once.
+
+    Published by the bridge's publisher (:class:`ingest.publisher.EventPublisher`: one thread of
+    its own writes a pass's PUBLISHes in one ``send`` and reads the PUBACKs in bulk; paho woke its
+    network thread per message and per PUBACK). It never blocks the worker; while the broker is
+    away states wait in memory, then in a bounded spool, and go out oldest first, so the newest
+    state of each connector is the one left retained."""
+
+    def __init__(self, endpoint: MqttEndpoint, client_id: str, spool_dir: Path) -> None:
+        self._publisher = EventPublisher(endpoint, client_id=client_id, spool_dir=spool_dir,
+                                         spool_max_bytes=LIVE_SPOOL_MAX_BYTES)
+        self._publisher.start()
 
     def write_batch(self, items: Sequence[r.LiveState]) -> None:
-        # QoS1 and retained: a dashboard that subscribes later gets the latest state at once.
-        # paho queues while disconnected; live state is superseded by the next one anyway.
-        for live in items:
-            self._client.publish(live_topic(live.charger_id, live.connector_id), r.encode_live_state(live),
-                                 qos=1, retain=True)
+        # Only the newest state of a connector in a batch matters (the topic is retained; the
+        # states of one connector come in order, from the one worker that owns its charger).
+        newest = {(live.charger_id, live.connector_id): live for live in items}
+        for (charger_id, connector_id), live in newest.items():
+            self._publisher.publish_raw(live_topic(charger_id, connector_id), r.encode_live_state(live), retain=True)
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._publisher.stop(timeout=5.0)
+
+
+LIVE_SPOOL_MAX_BYTES = 64 << 20  # live states waiting for the broker beyond memory (50,000 states)
 
 
 class LiveStateSink(DynamicSink[r.LiveState]):
-    def __init__(self, endpoint: MqttEndpoint, client_prefix: str) -> None:
+    def __init__(self, endpoint: MqttEndpoint, client_prefix: str, spool_root: Path) -> None:
         self._endpoint = endpoint
         self._prefix = client_prefix
+        self._spool_root = spool_root
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _LivePartition:
-        return _LivePartition(self._endpoint, f"{self._prefix}-live-{worker_index}")
+        return _LivePartition(self._endpoint, f"{self._prefix}-live-{worker_index}",
+                              self._spool_root / str(worker_index))
 
 
 class _CommandPartition(StatelessSinkPartition[c.Command]):

@@ -25,17 +25,26 @@ ALLOWED: dict[str, set[str]] = {
     "dashboards": {"control", "warehouse", "reports"},
     "flowbank": set(PACKAGES),  # the composition root: the CLI wires everything together
 }
+# Narrow exceptions: these modules only. The pipeline reads and writes MQTT with the bridge's own
+# MQTT transport (paho cost half of its CPU at 1,000 messages/s); nothing of OCPP.
+ALLOWED_MODULES: dict[tuple[str, str], set[str]] = {
+    ("pipelines", "ingest"): {"ingest.mqtt_link", "ingest.publisher"},
+}
 
 
-def _imports(path: Path) -> set[str]:
+def _modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
     return found
+
+
+def _imports(path: Path) -> set[str]:
+    return {module.split(".")[0] for module in _modules(path)}
 
 
 def _files(package: str) -> list[Path]:
@@ -46,9 +55,11 @@ def _files(package: str) -> list[Path]:
 def test_package_imports_only_what_it_may(package: str) -> None:
     bad = []
     for path in _files(package):
-        for name in _imports(path):
-            if name in PACKAGES and name != package and name not in ALLOWED[package]:
-                bad.append(f"{path.relative_to(PROJECT_ROOT)} imports {name}")
+        for module in _modules(path):
+            name = module.split(".")[0]
+            if name in PACKAGES and name != package and name not in ALLOWED[package] \
+                    and module not in ALLOWED_MODULES.get((package, name), set()):
+                bad.append(f"{path.relative_to(PROJECT_ROOT)} imports {module}")
     assert not bad, "\n".join(bad)
 
 
