@@ -87,6 +87,11 @@ class SessionConfig:
     live_refresh: timedelta = timedelta(minutes=1)  # re-send an unchanged LiveState this often (last seen)
     clock_window: timedelta = timedelta(minutes=10)  # frames over this long give the charger's clock offset
     min_rate_interval: timedelta = timedelta(seconds=60)  # shortest register step used for peak power
+    # An open session's new figures are published at most this often (processing time); its state
+    # and its quality flags at once, and the live state always shows the newest energy. A charger
+    # sampling every second would otherwise rewrite its session row (and its day rows, and the
+    # history rollups' marks) every second.
+    open_revision_interval: timedelta = timedelta(seconds=5)
 
     def rules(self, charger_id: str) -> ReadingRules:
         limits = CurveLimits(self.max_power_w.get(charger_id, self.default_max_power_w), self.register_reset_max_wh,
@@ -140,11 +145,24 @@ class Session:
     stop_ts: datetime | None = None  # when the Transaction.End register was read
     readings: Readings = field(default_factory=Readings)
     flags: set[QualityFlag] = field(default_factory=set)  # timing flags of its frames (sticky)
-    energy_wh: float = 0.0  # as last published
+    energy_wh: float = 0.0  # as last published (current_energy_wh: the newest)
     revision: int = 0
     digest: bytes = b""
     days: tuple[date, date] | None = None  # range of days published so far
     dirty: bool = True
+    published_flags: tuple[QualityFlag, ...] = ()  # of the latest revision
+    current_energy_wh: float = 0.0  # the newest figure, published or held back (the live state's)
+
+    def __setstate__(self, state: tuple[object, dict[str, object]]) -> None:
+        # Pickled as (None, {slot: value}). A recovery snapshot taken before a field existed
+        # resumes with that field's default.
+        values = state[1]
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if "published_flags" not in values:
+            self.published_flags = ()  # the next revision goes out at once
+        if "current_energy_wh" not in values:
+            self.current_energy_wh = self.energy_wh
 
 
 @dataclass(slots=True)
@@ -237,6 +255,8 @@ def next_deadline(state: ChargerState, config: SessionConfig) -> datetime | None
                 zombie = _zombie_deadline(state, conn, s, config)
                 if zombie is not None:
                     deadlines.append(zombie)
+                if s.dirty and s.revision > 0 and not s.tentative:  # figures held back
+                    deadlines.append(s.last_update_now + config.open_revision_interval)
             else:
                 deadlines.append(s.last_update_now + config.keep_closed_for)
     return min(deadlines, default=None)
@@ -478,16 +498,27 @@ def _flush(st: ChargerState, now: datetime, cfg: SessionConfig, out: list[Output
 
 
 def _publish(charger_id: str, s: Session, now: datetime, cfg: SessionConfig, out: list[Output]) -> None:
-    s.dirty = False
     record, days = summarize(charger_id, s, cfg, revision=s.revision + 1)
+    s.current_energy_wh = record.energy_wh
+    if _held_back(s, record, now, cfg):
+        return  # still dirty: published at the deadline (next_deadline) or with a later change
+    s.dirty = False
     content = (tuple(getattr(record, name) for name in _CONTENT_FIELDS), sorted(days.items()))
     digest = hashlib.blake2b(repr(content).encode(), digest_size=8).digest()
     if digest == s.digest:
         return  # nothing new (a re-delivery): no revision
     s.revision, s.digest, s.last_update_now, s.energy_wh = record.revision, digest, now, record.energy_wh
+    s.published_flags = record.flags
     out.append(record)
     rows, s.days = day_rows(record.session_id, charger_id, days, s.days, s.revision)
     out.extend(rows)
+
+
+def _held_back(s: Session, record: SessionRecord, now: datetime, cfg: SessionConfig) -> bool:
+    """An open session's new figures wait until ``open_revision_interval`` after its last revision;
+    its first revision, a new state and new quality flags do not wait."""
+    return (s.revision > 0 and record.state is SessionState.OPEN and record.flags == s.published_flags
+            and now < s.last_update_now + cfg.open_revision_interval)
 
 
 def summarize(charger_id: str, s: Session, cfg: SessionConfig, *,
@@ -559,8 +590,8 @@ def _publish_live(st: ChargerState, conn: Connector, now: datetime, cfg: Session
         soc_pct=conn.soc_pct if current else None,
         session_id=_sid(st.charger_id, s) if s is not None else None,
         session_started_at=s.started_at if s is not None else None,
-        session_energy_wh=s.energy_wh if s is not None else None,
-        session_drew_energy=s is not None and (s.energy_wh > 0 or s.readings.charging_s > 0),
+        session_energy_wh=s.current_energy_wh if s is not None else None,
+        session_drew_energy=s is not None and (s.current_energy_wh > 0 or s.readings.charging_s > 0),
     )
     fingerprint = live.fingerprint(view)
     seen = st.last_seen_at

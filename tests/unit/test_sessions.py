@@ -32,7 +32,7 @@ from control.contract import (
 )
 from control.records import LiveState, QualityFlag, SessionDayEnergy, SessionRecord, SessionState
 from pipelines.energy_split import QUANTUM_WH, quantize
-from pipelines.sessions import ChargerState, Output, SampleVerdict, SessionConfig, on_timer, step
+from pipelines.sessions import ChargerState, Output, SampleVerdict, SessionConfig, next_deadline, on_timer, step
 
 CP = "cp-1"
 T0 = datetime(2024, 1, 31, 22, 0, tzinfo=UTC)  # two hours before a month end
@@ -466,3 +466,59 @@ def test_any_interleaving_or_duplication_gives_the_same_energy(data: st.DataObje
     assert run.days(SID) == reference_run.days(SID)
     assert sum(run.days(SID).values()) == record.energy_wh
     assert (record.started_at, record.ended_at) == (reference.started_at, reference.ended_at)
+
+
+# --------------------------------------------------------------------------- revisions of open sessions
+
+
+def _per_second(first: int, last: int, *, power: float = 7_200.0) -> list[MeterSample]:
+    """One sample a second from ``first`` to ``last`` s after T0, the register rising at ``power``."""
+    return [sample(s / 60.0, 10_000.0 + power * s / 3600.0, power=power) for s in range(first, last + 1)]
+
+
+def _opened() -> Run:
+    return Run().feed([status(-1, ConnectorState.PREPARING), started(0, 10_000.0),
+                       status(0.001, ConnectorState.CHARGING)])
+
+
+def test_an_open_sessions_figures_go_out_at_most_every_interval_while_the_live_state_keeps_up() -> None:
+    run = _opened().feed(_per_second(1, 12))
+    # Revision 1 at the start; the samples of 1-4 s wait; 5 s and 10 s publish what they saw.
+    assert [(r.revision, r.energy_wh) for r in run.records()] == [(1, 0.0), (2, 10.0), (3, 20.0)]
+    assert run.lives()[-1].session_energy_wh == 24.0  # the newest, held back from the session row
+    assert run.state is not None
+    assert next_deadline(run.state, CONFIG) == T0 + timedelta(seconds=15)
+    run.tick(T0 + timedelta(seconds=15))
+    assert [(r.revision, r.energy_wh) for r in run.records()][-1] == (4, 24.0)
+    assert not run.state.connectors[1].sessions[0].dirty  # nothing held back any more
+    days = [o for o in run.out if isinstance(o, SessionDayEnergy)]
+    assert [(d.revision, d.energy_wh) for d in days] == [(1, 0.0), (2, 10.0), (3, 20.0), (4, 24.0)]
+
+
+def test_the_end_of_a_session_and_a_new_quality_flag_do_not_wait() -> None:
+    run = _opened().feed(_per_second(1, 6))
+    assert run.records()[-1].revision == 2
+    run.feed([sample(7 / 60.0, 10_005.0, power=7_200.0)])  # the register went back
+    flagged = run.records()[-1]
+    assert flagged.revision == 3 and F.NON_MONOTONIC_REGISTER in flagged.flags
+    run.feed([*_per_second(8, 9), ended(10 / 60.0, 10_020.0)])
+    final = run.records()[-1]
+    assert (final.revision, final.state, final.energy_wh) == (4, SessionState.CLOSED, 20.0)
+
+
+def test_without_an_interval_every_sample_makes_a_revision() -> None:
+    run = Run(dataclasses.replace(CONFIG, open_revision_interval=timedelta(0)))
+    run.feed([status(-1, ConnectorState.PREPARING), started(0, 10_000.0), *_per_second(1, 4)])
+    assert [r.energy_wh for r in run.records()] == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+def test_a_snapshot_from_before_the_held_back_revisions_resumes() -> None:
+    run = _opened().feed(_per_second(1, 3))
+    assert run.state is not None
+    session = run.state.connectors[1].sessions[0]
+    # What pickle made of a Session before published_flags and current_energy_wh existed.
+    _, slots = session.__reduce_ex__(4)[2]
+    old = {k: v for k, v in slots.items() if k not in ("published_flags", "current_energy_wh")}
+    restored = object.__new__(type(session))
+    restored.__setstate__((None, old))
+    assert restored.published_flags == () and restored.current_energy_wh == session.energy_wh
