@@ -91,6 +91,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / TICK
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU of every running PostgreSQL process (server and backends; the bench's own database's
+    connections are long-lived, so a window's difference is theirs plus the server's)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+    return total
+
+
+def busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / TICK, sum(values) / TICK
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -166,6 +187,20 @@ class LiveListener:
         with self._lock:
             return sorted(made if to_made else lat for stamp, lat, made in self.samples if start <= stamp < end)
 
+    def timeline(self, start: float, end: float) -> list[dict[str, float]]:
+        """Per second of the window (by the frame's bridge stamp): states, p50 and max latency (ms)."""
+        seconds: dict[int, list[float]] = {}
+        with self._lock:
+            for stamp, lat, _ in self.samples:
+                if start <= stamp < end:
+                    seconds.setdefault(int(stamp - start), []).append(lat)
+        rows = []
+        for second in sorted(seconds):
+            lats = sorted(seconds[second])
+            rows.append({"second": second, "states": len(lats), "p50_ms": round(lats[len(lats) // 2] * 1000, 1),
+                         "max_ms": round(lats[-1] * 1000, 1)})
+        return rows
+
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
@@ -198,6 +233,7 @@ class PhaseResult:
     arrived: int = 0  # rows whose frame reached the bridge in the window (all stored, after the drain)
     cpu_pct: dict[str, float] = field(default_factory=dict)
     loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    timeline: list[dict[str, float]] = field(default_factory=list)  # live state per second (--timeline)
 
 
 class LoadGen:
@@ -257,7 +293,7 @@ def count(dsn: str, table: str) -> int:
 
 def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str], rate: float, seconds: float,
               warmup: float, consumers: dict[str, int], workdir: Path, live: LiveListener | None,
-              drain_timeout: float) -> PhaseResult:
+              drain_timeout: float, timeline: bool = False) -> PhaseResult:
     before = count(dsn, table)
     gen = LoadGen(bridge_url, ids, workdir / f"loadgen-{name.replace(' ', '-')}-{rate:.0f}.log")
     try:
@@ -266,11 +302,15 @@ def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str
         answered = gen.command("mark")["results"]
         procs = {**consumers, "loadgen": gen.process.pid}
         cpu0 = {k: cpu_seconds(pid) for k, pid in procs.items()}
+        pg0, busy0 = postgres_cpu_seconds(), busy_seconds()
         start, t0 = datetime.now(UTC), time.monotonic()
         time.sleep(seconds)
         marked = gen.command("mark")
         end, elapsed = datetime.now(UTC), time.monotonic() - t0
         cpu = {k: round(100.0 * (cpu_seconds(pid) - cpu0[k]) / elapsed, 1) for k, pid in procs.items()}
+        cpu["postgres"] = round(100.0 * (postgres_cpu_seconds() - pg0) / elapsed, 1)
+        busy1 = busy_seconds()  # the machine: % of all its cores, x the core count = % of one core
+        cpu["machine"] = round(100.0 * (os.cpu_count() or 1) * (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 1)
         loadavg = os.getloadavg()
         gen.command("rate 0.001")  # (nearly) stop sending; the last mark counts what went out meanwhile
         time.sleep(0.5)
@@ -298,6 +338,7 @@ def run_phase(name: str, *, dsn: str, table: str, bridge_url: str, ids: list[str
         live_made_p50_ms=ms(percentile(made, 0.5)), live_made_p99_ms=ms(percentile(made, 0.99)),
         drain_s=round(drain, 1) if drained else -1.0, missing=missing, arrived=arrived_in_window,
         cpu_pct=cpu, loadavg=(round(loadavg[0], 2), round(loadavg[1], 2), round(loadavg[2], 2)),
+        timeline=live.timeline(start.timestamp(), end.timestamp()) if live is not None and timeline else [],
     )
 
 
@@ -374,6 +415,8 @@ def main() -> int:
     parser.add_argument("--pipeline-args", nargs=argparse.REMAINDER, default=[],
                         help="the rest is passed to `flowbank pipeline` (e.g. --epoch-s 0.5); last on the line")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--timeline", action="store_true",
+                        help="per second of the pipeline's window: live states, p50 and max latency (in --json)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     sub = parser.add_subparsers(dest="role")
     naive = sub.add_parser("naive-consumer", help=argparse.SUPPRESS)
@@ -405,7 +448,8 @@ def main() -> int:
                 results.append(run_phase(
                     "pipeline", dsn=dsn, table="meter_samples", bridge_url=plat.bridge_url, ids=ids, rate=rate,
                     seconds=args.seconds, warmup=args.warmup, workdir=workdir, live=live,
-                    consumers={"bridge": bridge.pid, "pipeline": pipeline.pid}, drain_timeout=args.drain_timeout))
+                    consumers={"bridge": bridge.pid, "pipeline": pipeline.pid}, drain_timeout=args.drain_timeout,
+                    timeline=args.timeline))
                 print(json.dumps(asdict(results[-1])), flush=True)
             if args.catch_up > 0:
                 results.append(catch_up("pipeline, catching up alone", plat, pipeline, plat.start_pipeline, dsn=dsn,
