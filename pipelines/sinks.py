@@ -9,11 +9,13 @@ keeps the messages); nothing is dropped.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -132,8 +134,28 @@ class TickSource(FixedPartitionedSource[Tick, None]):
 
 
 class _LakePartition(StatefulSinkPartition[Any, None]):
+    """The lake's one writer.
+
+    Bytewax 0.21 builds this partition twice in a process that resumes from a recovery snapshot
+    (seen in the SIGKILL test: 0.5 s apart, the first instance never closed). The first one
+    still holds the lake's writer lock until the garbage collector happens to free it, so the
+    second one failed with LakeLockedError whenever that came late. A process keeps one open
+    partition per lake: a newer one closes the abandoned one first (flushing its buffer, which
+    the journal also holds: the lake's writes are idempotent)."""
+
+    _open: ClassVar[dict[Path, weakref.ref[_LakePartition]]] = {}
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, root: Path, views_db: Path, clock: Clock, maintenance_every: timedelta,
                  journal_dir: Path | None) -> None:
+        key = root.resolve()
+        with self._open_lock:
+            earlier = self._open.pop(key, None)
+            abandoned = earlier() if earlier is not None else None
+            if abandoned is not None:
+                log.info("lake %s: an earlier partition of this process is still open; closing it first", root)
+                abandoned.close()
+        self._closed = False
         self._lake = ParquetLake(root, views_db=views_db)
         # The journal keeps the buffered rows across a crash: their messages are acknowledged to
         # the broker (at the snapshot after next) long before the buffer is written (up to 30 s).
@@ -141,6 +163,8 @@ class _LakePartition(StatefulSinkPartition[Any, None]):
         self._clock = clock
         self._maintenance_every = maintenance_every
         self._next_maintenance = clock() + timedelta(minutes=1)
+        with self._open_lock:
+            self._open[key] = weakref.ref(self)
 
     def _maintain(self, now: datetime) -> None:
         """Merge each finished day's small files (one writer: this one) and delete replaced files
@@ -154,6 +178,8 @@ class _LakePartition(StatefulSinkPartition[Any, None]):
         self._next_maintenance = now + self._maintenance_every
 
     def write_batch(self, values: list[Any]) -> None:
+        if self._closed:
+            raise RuntimeError("a closed lake partition was given rows (a newer one of this process replaced it)")
         now = self._clock()
         grouped: dict[str, list[Any]] = {}
         for value in values:
@@ -172,10 +198,15 @@ class _LakePartition(StatefulSinkPartition[Any, None]):
             self._maintain(now)
 
     def snapshot(self) -> None:
+        if self._closed:
+            raise RuntimeError("a closed lake partition was asked for a snapshot (a newer one replaced it)")
         self._buffer.sync()  # before the source acknowledges this epoch's messages
         return None
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._buffer.flush()
         finally:
