@@ -10,16 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingest.mqtt_link import LinkError, MqttLink
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | 0x80 if n else digit)
-        if not n:
-            return bytes(out)
+from ingest.mqtt_link import LinkError, MqttLink, _varint
 
 
 def _publish(topic: str, payload: bytes, *, qos: int, packet_id: int = 0, props: bytes = b"",
