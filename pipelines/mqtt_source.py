@@ -137,8 +137,9 @@ class _Subscriber:
             self._halt = True
         self._wake()
         self._thread.join(timeout)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        if not self._thread.is_alive():  # a thread still connecting keeps its pipe (daemon: ends with us)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _wake(self) -> None:
         try:

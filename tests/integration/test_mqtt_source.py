@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import paho.mqtt.client as paho
@@ -25,12 +24,6 @@ from pipelines.mqtt_source import MqttMessage, MqttSource, _MqttPartition
 pytestmark = pytest.mark.integration
 
 TOPIC = "flowbank/v1/ev/{charger}/meter_sample"
-
-
-@pytest.fixture()
-def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
-    with PrivateBroker(tmp_path_factory.mktemp("broker")) as b:
-        yield b
 
 
 def _source(endpoint: MqttEndpoint, prefix: str, partitions: int = 1) -> MqttSource:
@@ -81,8 +74,8 @@ def _drain(part: _MqttPartition, quiet_s: float = 1.0) -> list[MqttMessage]:
     return got
 
 
-def test_unacknowledged_messages_come_again_and_acknowledged_ones_do_not(private_broker: PrivateBroker) -> None:
-    endpoint, prefix = private_broker.endpoint, f"src-{secrets.token_hex(3)}"
+def test_unacknowledged_messages_come_again_and_acknowledged_ones_do_not(broker: PrivateBroker) -> None:
+    endpoint, prefix = broker.endpoint, f"src-{secrets.token_hex(3)}"
     _part(_source(endpoint, prefix)).close()  # the persistent session and its subscription exist
     payloads = [f"m{i}".encode() for i in range(300)]
     _publish(endpoint, payloads)
@@ -107,8 +100,8 @@ def test_unacknowledged_messages_come_again_and_acknowledged_ones_do_not(private
     third.close()
 
 
-def test_qos0_messages_are_handed_over_without_acknowledgement(private_broker: PrivateBroker) -> None:
-    endpoint, prefix = private_broker.endpoint, f"src-{secrets.token_hex(3)}"
+def test_qos0_messages_are_handed_over_without_acknowledgement(broker: PrivateBroker) -> None:
+    endpoint, prefix = broker.endpoint, f"src-{secrets.token_hex(3)}"
     part = _part(_source(endpoint, prefix))
     _publish(endpoint, [b"a", b"b", b"c"], qos=0)
     [got] = _take([part], 3)
@@ -118,8 +111,8 @@ def test_qos0_messages_are_handed_over_without_acknowledgement(private_broker: P
     part.close()
 
 
-def test_partitions_share_the_subscription(private_broker: PrivateBroker) -> None:
-    endpoint, prefix = private_broker.endpoint, f"src-{secrets.token_hex(3)}"
+def test_partitions_share_the_subscription(broker: PrivateBroker) -> None:
+    endpoint, prefix = broker.endpoint, f"src-{secrets.token_hex(3)}"
     source = _source(endpoint, prefix, partitions=2)
     parts = [_part(source, "0"), _part(source, "1")]
     payloads = [f"s{i}".encode() for i in range(400)]
@@ -131,17 +124,17 @@ def test_partitions_share_the_subscription(private_broker: PrivateBroker) -> Non
         part.close()
 
 
-def test_the_session_survives_a_broker_restart(private_broker: PrivateBroker) -> None:
-    endpoint, prefix = private_broker.endpoint, f"src-{secrets.token_hex(3)}"
+def test_the_session_survives_a_broker_restart(broker: PrivateBroker) -> None:
+    endpoint, prefix = broker.endpoint, f"src-{secrets.token_hex(3)}"
     part = _part(_source(endpoint, prefix))
     _publish(endpoint, [b"before"])
     assert [m.payload for m in _take([part], 1)[0]] == [b"before"]
     part.snapshot()
     part.snapshot()
 
-    private_broker.stop()
+    broker.stop()
     wait_until(lambda: not part._session.connected.is_set(), timeout=10, what="the source to notice")
-    private_broker.start()
+    broker.start()
     wait_until(part._session.connected.is_set, timeout=20, what="the source to reconnect")
     time.sleep(0.3)
     _publish(endpoint, [b"after"])
